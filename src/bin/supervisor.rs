@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(openshell_supervisor::supervisor::main());
+}

@@ -1,0 +1,8 @@
+//! openshell-supervisor: the in-sandbox PID-1 supervisor, the enforcement it applies to its
+//! child, the host-side control shim, and the phase/status contract they share.
+
+pub mod contract;
+pub mod enforce;
+pub mod log;
+pub mod shim;
+pub mod supervisor;

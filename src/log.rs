@@ -1,0 +1,180 @@
+//! Structured logs on stderr, shared by both binaries.
+//!
+//! Every line carries `ts`, `level`, a stable `event` name, `msg`, and the event's own
+//! fields. Events are emitted with `tracing` macros, e.g.
+//! `info!(event = "hook.start", path = %p, "running boot hook")`. Each line is written with
+//! a single `write(2)` so it never interleaves with the child's output on the same stream.
+
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::prelude::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn filter(self) -> tracing::level_filters::LevelFilter {
+        use tracing::level_filters::LevelFilter as F;
+        match self {
+            LogLevel::Error => F::ERROR,
+            LogLevel::Warn => F::WARN,
+            LogLevel::Info => F::INFO,
+            LogLevel::Debug => F::DEBUG,
+            LogLevel::Trace => F::TRACE,
+        }
+    }
+}
+
+/// Installs the global subscriber. Call once, early in `main`.
+pub fn init(format: Format, level: LogLevel) {
+    let layer = LineLayer { format };
+    let _ = tracing_subscriber::registry()
+        .with(level.filter())
+        .with(layer)
+        .try_init();
+}
+
+struct LineLayer {
+    format: Format,
+}
+
+#[derive(Default)]
+struct Fields {
+    event: Option<String>,
+    msg: Option<String>,
+    /// Other fields, in the order the call site wrote them.
+    rest: Vec<(String, Value)>,
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Value::String(value.to_owned()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: Value) {
+        match (field.name(), value) {
+            ("event", Value::String(s)) => self.event = Some(s),
+            ("message", Value::String(s)) => self.msg = Some(s),
+            (name, v) => {
+                self.rest.push((name.to_owned(), v));
+            }
+        }
+    }
+}
+
+fn level_str(l: &Level) -> &'static str {
+    match *l {
+        Level::ERROR => "error",
+        Level::WARN => "warn",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        Level::TRACE => "trace",
+    }
+}
+
+impl<S: Subscriber> Layer<S> for LineLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let meta = event.metadata();
+        let mut line = render(self.format, level_str(meta.level()), meta.target(), f);
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// One log line, without the newline. Events without an `event` field are named by target.
+fn render(format: Format, level: &str, target: &str, f: Fields) -> String {
+    let ts = crate::contract::time::now_rfc3339();
+    let name = f.event.unwrap_or_else(|| target.to_owned());
+    match format {
+        Format::Json => {
+            // Fixed keys first, in a fixed order, so the lines read well and diff well.
+            let mut s = String::with_capacity(128);
+            s.push_str("{\"ts\":");
+            s.push_str(&Value::from(ts).to_string());
+            s.push_str(",\"level\":\"");
+            s.push_str(level);
+            s.push_str("\",\"event\":");
+            s.push_str(&Value::from(name).to_string());
+            if let Some(m) = f.msg {
+                s.push_str(",\"msg\":");
+                s.push_str(&Value::from(m).to_string());
+            }
+            for (k, v) in f.rest {
+                let _ = write!(s, ",{}:{}", Value::from(k), v);
+            }
+            s.push('}');
+            s
+        }
+        Format::Text => {
+            let mut s = format!("{ts} {:5} {name}", level.to_uppercase());
+            if let Some(m) = f.msg {
+                let _ = write!(s, " {m}");
+            }
+            for (k, v) in f.rest {
+                match v {
+                    Value::String(v) => write!(s, " {k}={v:?}"),
+                    v => write!(s, " {k}={v}"),
+                }
+                .ok();
+            }
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_have_fixed_keys_first() {
+        let f = Fields {
+            event: Some("hook.output".into()),
+            msg: Some("hook output".into()),
+            rest: vec![("stream".into(), "stdout".into()), ("n".into(), 3.into())],
+        };
+        let line = render(Format::Json, "info", "t", f);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["event"], "hook.output");
+        assert_eq!(v["level"], "info");
+        assert_eq!(v["msg"], "hook output");
+        assert_eq!(v["stream"], "stdout");
+        assert_eq!(v["n"], 3);
+        assert!(line.starts_with("{\"ts\":\""), "{line}");
+    }
+}

@@ -1,0 +1,110 @@
+//! The in-sandbox supervisor: PID-1 duties, boot hook, child generations, phases.
+
+pub mod child;
+pub mod cli;
+mod events;
+pub mod hook;
+mod report;
+pub mod restart;
+mod run;
+pub mod status_cmd;
+mod tree;
+
+use crate::contract::{ExitCode, Phase, Reason};
+use clap::Parser;
+use cli::{Cli, Command};
+use tracing::{error, info, warn};
+
+/// Entry point of the `supervisor` binary; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => ExitCode::Usage.code(),
+            };
+        }
+    };
+    match cli.command {
+        Some(Command::Status(args)) => status_cmd::run(&args),
+        Some(Command::Check(args)) => {
+            crate::log::init(args.log.log_format, args.log.log_level);
+            crate::enforce::check_command(&args.policy)
+        }
+        None => supervise(cli.run),
+    }
+}
+
+fn supervise(args: cli::RunArgs) -> i32 {
+    crate::log::init(args.log.log_format, args.log.log_level);
+    let pid = std::process::id();
+    info!(event = "supervisor.start", version = env!("CARGO_PKG_VERSION"), pid, command = ?args.command, "supervisor starting");
+
+    // Signals first: a SIGTERM that arrives during start-up must be queued, not lost.
+    let events = match events::Events::new() {
+        Ok(e) => e,
+        Err(e) => {
+            error!(event = "supervisor.setup_failed", step = "signalfd", error = %e, "cannot set up signal handling");
+            return ExitCode::Internal.code();
+        }
+    };
+    if pid != 1 {
+        // Orphans of the child must come back to us, not to the host's init.
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            let e = std::io::Error::last_os_error();
+            error!(event = "supervisor.setup_failed", step = "subreaper", error = %e, "cannot become a child subreaper");
+            return ExitCode::Internal.code();
+        }
+    }
+    // The child starts where we were started; we move to / so we never keep a mount busy.
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            error!(event = "supervisor.setup_failed", step = "cwd", error = %e, "cannot read the working directory");
+            return ExitCode::Internal.code();
+        }
+    };
+    if let Err(e) = std::env::set_current_dir("/") {
+        warn!(event = "supervisor.chdir_failed", error = %e, "cannot move to /");
+    }
+    let hook_path = (!args.no_hook).then(|| args.hook.display().to_string());
+    let mut report = match report::Reporter::start(args.status_dir.clone(), hook_path) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(event = "supervisor.setup_failed", step = "status", dir = %args.status_dir.display(), error = %e,
+                "cannot write status.json; pass a writable --status-dir");
+            return ExitCode::Internal.code();
+        }
+    };
+    // The policy is read and compiled before anything runs: a bad policy fails closed.
+    let sandbox = if args.no_policy {
+        warn!(
+            event = "enforce.disabled",
+            "--no-policy: the child runs UNCONFINED (no Landlock, no seccomp, no privilege drop)"
+        );
+        None
+    } else {
+        match crate::enforce::Sandbox::prepare(&args.policy) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                error!(event = "policy.invalid", policy = %args.policy.display(), error = %e, "refusing to start");
+                report.phase(
+                    Phase::Failed,
+                    Some(Reason::ConfigInvalid),
+                    Some(e.to_string()),
+                );
+                info!(
+                    event = "supervisor.exit",
+                    code = ExitCode::Config.code(),
+                    phase = "Failed",
+                    "supervisor exiting"
+                );
+                return ExitCode::Config.code();
+            }
+        }
+    };
+    run::Supervisor::new(args, events, report, cwd, sandbox).run()
+}

@@ -1,0 +1,619 @@
+//! The supervisor's life, start to exit: boot hook, then child generations with restarts,
+//! then a graceful stop. One thread; every wait goes through [`Supervisor::wait`], which
+//! reaps, forwards signals and notes stop requests, so no step can miss an event.
+
+use super::child::{self, SpawnError};
+use super::cli::{RestartPolicy, RunArgs};
+use super::events::Events;
+use super::hook::{self, Found, Lines};
+use super::report::Reporter;
+use super::restart::{Decision, RestartConfig, Restarts};
+use super::tree;
+use crate::contract::status::{ChildInfo, ExitInfo, HookResult};
+use crate::contract::time::now_rfc3339;
+use crate::contract::{ExitCode, Phase, Reason};
+use crate::enforce::Sandbox;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, error, info, warn};
+
+/// How often group membership is re-checked while waiting for a process group to empty:
+/// grandchildren are not our children, so their exits do not always wake us.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+/// After SIGKILL, how long to wait for the kernel to finish the kills before giving up.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+pub struct Supervisor {
+    args: RunArgs,
+    events: Events,
+    report: Reporter,
+    cwd: PathBuf,
+    sandbox: Option<Arc<Sandbox>>,
+    restarts: Restarts,
+    /// The stop signal (SIGTERM/SIGINT) once a stop has been requested.
+    stop: Option<Signal>,
+    /// The process whose exit the current step waits for (hook or child).
+    watched: Option<Pid>,
+    watched_exit: Option<WaitStatus>,
+    /// Where forwarded signals go: the hook's or the child's process group.
+    forward_to: Option<Pid>,
+}
+
+enum ChildEnd {
+    Exited(WaitStatus, Duration),
+    StopRequested,
+}
+
+impl Supervisor {
+    pub fn new(
+        args: RunArgs,
+        events: Events,
+        report: Reporter,
+        cwd: PathBuf,
+        sandbox: Option<Sandbox>,
+    ) -> Supervisor {
+        let restarts = Restarts::new(RestartConfig {
+            policy: args.restart,
+            initial: args.backoff_initial,
+            max: args.backoff_max,
+            reset_after: args.backoff_reset_after,
+            max_restarts: args.max_restarts,
+            window: args.restart_window,
+        });
+        Supervisor {
+            args,
+            events,
+            report,
+            cwd,
+            sandbox: sandbox.map(Arc::new),
+            restarts,
+            stop: None,
+            watched: None,
+            watched_exit: None,
+            forward_to: None,
+        }
+    }
+
+    /// Runs to the end and returns the process exit code.
+    pub fn run(mut self) -> i32 {
+        if let Err(code) = self.boot() {
+            return code;
+        }
+        loop {
+            if self.stop.is_some() {
+                return self.finish_stopped();
+            }
+            let (pid, started) = match self.spawn_child() {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            match self.supervise(pid, started) {
+                ChildEnd::StopRequested => return self.stop_child(pid),
+                ChildEnd::Exited(status, uptime) => {
+                    self.forward_to = None;
+                    self.drain_group(pid, "child");
+                    if self.stop.is_some() {
+                        return self.finish_stopped();
+                    }
+                    let success = matches!(status, WaitStatus::Exited(_, 0));
+                    match self.restarts.on_exit(success, uptime, Instant::now()) {
+                        Decision::Exit => return self.finish_child_exit(status),
+                        Decision::CrashLoop => {
+                            let max = self.args.max_restarts.unwrap_or(0);
+                            let msg = format!(
+                                "child exited {} after {} restarts within {:?}; fix the command or raise --max-restarts",
+                                describe(status),
+                                max,
+                                self.args.restart_window
+                            );
+                            error!(
+                                event = "crash_loop",
+                                restarts = self.report.status.restarts,
+                                max_restarts = max,
+                                "{msg}"
+                            );
+                            return self.fail(Reason::CrashLoop, msg, ExitCode::CrashLoop.code());
+                        }
+                        Decision::Restart(delay) => {
+                            if !self.back_off(delay) {
+                                return self.finish_stopped();
+                            }
+                            self.report.status.restarts += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- waiting -------------------------------------------------------------------
+
+    /// Waits for one batch of events and dispatches it. Returns the readable fd indexes.
+    fn wait(
+        &mut self,
+        deadline: Option<Instant>,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Vec<usize> {
+        let batch = match self.events.wait(deadline, fds) {
+            Ok(b) => b,
+            Err(e) => {
+                // poll/signalfd failing is not something we can wait out; avoid a hot loop.
+                error!(event = "events.error", error = %e, "waiting for events failed");
+                std::thread::sleep(Duration::from_millis(100));
+                return Vec::new();
+            }
+        };
+        for (pid, status) in batch.exited {
+            if Some(pid) == self.watched {
+                self.watched_exit = Some(status);
+            } else {
+                debug!(event = "reap.orphan", pid = pid.as_raw(), status = %describe(status), "reaped");
+            }
+        }
+        for sig in batch.signals {
+            let is_stop = matches!(sig, Signal::SIGTERM | Signal::SIGINT);
+            if is_stop && self.stop.is_none() {
+                info!(
+                    event = "stop.requested",
+                    signal = sig.as_str(),
+                    "stop requested"
+                );
+                self.stop = Some(sig);
+                // The step in progress decides how to stop; nothing is forwarded here.
+                continue;
+            }
+            match self.forward_to {
+                Some(pg) => {
+                    let ok = child::signal_group(pg, sig);
+                    info!(
+                        event = "signal.forward",
+                        signal = sig.as_str(),
+                        pgid = pg.as_raw(),
+                        delivered = ok,
+                        "forwarded signal"
+                    );
+                }
+                None => debug!(
+                    event = "signal.dropped",
+                    signal = sig.as_str(),
+                    "no process to forward to"
+                ),
+            }
+        }
+        batch.readable
+    }
+
+    /// Waits until `pid` has exited and its process group is empty, or `deadline`.
+    /// Returns true when both happened.
+    fn wait_group_gone(&mut self, pgid: Pid, deadline: Instant) -> bool {
+        loop {
+            let exited = self.watched != Some(pgid) || self.watched_exit.is_some();
+            if exited && !child::group_alive(pgid) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.wait(Some(deadline.min(now + GROUP_POLL)), &[]);
+        }
+    }
+
+    /// After the group leader exited: what is left of its group gets SIGTERM, then SIGKILL
+    /// after the grace, so no generation overlaps the next one.
+    fn drain_group(&mut self, pgid: Pid, what: &str) {
+        if !child::group_alive(pgid) {
+            return;
+        }
+        warn!(
+            event = "group.cleanup",
+            pgid = pgid.as_raw(),
+            of = what,
+            "processes left in the group: sending SIGTERM"
+        );
+        child::signal_group(pgid, Signal::SIGTERM);
+        if !self.wait_group_gone(pgid, Instant::now() + self.args.grace) {
+            warn!(
+                event = "group.kill",
+                pgid = pgid.as_raw(),
+                of = what,
+                "group outlived the grace: sending SIGKILL"
+            );
+            child::signal_group(pgid, Signal::SIGKILL);
+            self.wait_group_gone(pgid, Instant::now() + KILL_WAIT);
+        }
+    }
+
+    // ----- boot hook -----------------------------------------------------------------
+
+    fn boot(&mut self) -> Result<(), i32> {
+        if self.args.no_hook {
+            info!(event = "hook.disabled", "boot hook disabled (--no-hook)");
+            self.report.status.hook.result = HookResult::Disabled;
+            return Ok(());
+        }
+        let path = self.args.hook.clone();
+        let shown = path.display().to_string();
+        let strict = nix::unistd::geteuid().is_root();
+        let executable = match hook::inspect(&path, strict) {
+            Ok(Found::Missing) => {
+                info!(event = "hook.skipped", path = %shown, "no boot hook at this path; continuing");
+                self.report.status.hook.result = HookResult::Skipped;
+                return Ok(());
+            }
+            Ok(Found::Present { executable }) => executable,
+            Err(why) => {
+                error!(event = "hook.untrusted", path = %shown, error = %why, "refusing to run the boot hook as root");
+                self.report.status.hook.result = HookResult::Untrusted;
+                let msg = format!("boot hook {shown} refused: {why}");
+                return Err(self.fail(Reason::HookUntrusted, msg, ExitCode::HookUntrusted.code()));
+            }
+        };
+        let started = Instant::now();
+        let mut running = match hook::spawn(&path, executable, &self.cwd) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(event = "hook.exit", path = %shown, error = %e, "boot hook could not be started");
+                self.report.status.hook.result = HookResult::Failed;
+                let msg = format!("boot hook {shown} could not be started: {e}");
+                return Err(self.fail(Reason::HookFailed, msg, ExitCode::HookFailed.code()));
+            }
+        };
+        let pid = Pid::from_raw(running.pid);
+        info!(event = "hook.start", path = %shown, pid = running.pid, direct = executable, "running boot hook");
+        self.report.status.hook.result = HookResult::Running;
+        self.report.write();
+        self.watched = Some(pid);
+        self.watched_exit = None;
+        self.forward_to = Some(pid);
+
+        let timeout_at = started + self.args.hook_timeout;
+        let mut kill_at: Option<Instant> = None; // set once a stop has sent SIGTERM
+        let mut timed_out = false;
+        let mut lines = [Lines::default(), Lines::default()];
+        loop {
+            if self.watched_exit.is_some() {
+                break;
+            }
+            if self.stop.is_some() && kill_at.is_none() {
+                let sig = self.stop.unwrap_or(Signal::SIGTERM);
+                info!(
+                    event = "stop.begin",
+                    during = "hook",
+                    signal = sig.as_str(),
+                    grace_ms = self.args.grace.as_millis() as u64,
+                    "stopping the boot hook"
+                );
+                self.report.phase(Phase::Stopping, None, None);
+                child::signal_group(pid, sig);
+                kill_at = Some(Instant::now() + self.args.grace);
+            }
+            let now = Instant::now();
+            if !timed_out && kill_at.is_none() && now >= timeout_at {
+                error!(event = "hook.timeout", path = %shown, timeout_ms = self.args.hook_timeout.as_millis() as u64, "boot hook timed out: killing its process group");
+                child::signal_group(pid, Signal::SIGKILL);
+                timed_out = true;
+            }
+            if let Some(k) = kill_at {
+                if now >= k {
+                    warn!(
+                        event = "stop.kill",
+                        during = "hook",
+                        pgid = pid.as_raw(),
+                        "boot hook outlived the grace: sending SIGKILL"
+                    );
+                    child::signal_group(pid, Signal::SIGKILL);
+                    kill_at = Some(now + KILL_WAIT);
+                }
+            }
+            let deadline = match (timed_out, kill_at) {
+                (true, _) => None,
+                (false, Some(k)) => Some(k),
+                (false, None) => Some(timeout_at),
+            };
+            let fds: Vec<_> = [&running.stdout, &running.stderr]
+                .iter()
+                .filter_map(|f| f.as_ref().map(|f| f.as_fd()))
+                .collect();
+            let readable = self.wait(deadline, &fds);
+            if !readable.is_empty() {
+                pump_output(&mut running, &mut lines, false);
+            }
+        }
+        // The hook is gone; collect what it wrote last, then make sure nothing it started
+        // lingers: leftovers would run unsandboxed beside the child.
+        pump_output(&mut running, &mut lines, true);
+        self.forward_to = None;
+        let status = self.watched_exit.take().expect("loop ends on exit");
+        self.watched = None;
+        self.drain_group(pid, "hook");
+
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let h = &mut self.report.status.hook;
+        h.duration_ms = Some(duration_ms);
+        (h.exit_code, h.signal) = code_and_signal(status);
+        info!(event = "hook.exit", path = %shown, status = %describe(status), duration_ms, "boot hook finished");
+        if self.stop.is_some() {
+            self.report.status.hook.result = HookResult::Stopped;
+            return Err(self.finish_stopped());
+        }
+        if timed_out {
+            self.report.status.hook.result = HookResult::TimedOut;
+            let msg = format!(
+                "boot hook {shown} ran longer than --hook-timeout {:?} and was killed",
+                self.args.hook_timeout
+            );
+            return Err(self.fail(Reason::HookTimeout, msg, ExitCode::HookTimeout.code()));
+        }
+        if !matches!(status, WaitStatus::Exited(_, 0)) {
+            self.report.status.hook.result = HookResult::Failed;
+            let msg = format!(
+                "boot hook {shown} {}; the child was not started",
+                describe(status)
+            );
+            error!(event = "hook.failed", path = %shown, status = %describe(status), "boot hook failed: startup aborted");
+            return Err(self.fail(Reason::HookFailed, msg, ExitCode::HookFailed.code()));
+        }
+        self.report.status.hook.result = HookResult::Succeeded;
+        Ok(())
+    }
+
+    // ----- child ---------------------------------------------------------------------
+
+    fn spawn_child(&mut self) -> Result<(Pid, Instant), i32> {
+        let generation = self.report.status.restarts + 1;
+        let argv = &self.args.command;
+        let program = argv[0].to_string_lossy().into_owned();
+        match child::spawn(argv, &self.cwd, self.sandbox.clone()) {
+            Ok(pid) => {
+                let started = Instant::now();
+                info!(event = "child.spawn", pid = pid.as_raw(), generation, command = %program, sandboxed = self.sandbox.is_some(), "child started");
+                self.watched = Some(pid);
+                self.watched_exit = None;
+                self.forward_to = Some(pid);
+                self.report.status.child = Some(ChildInfo {
+                    pid: pid.as_raw() as u32,
+                    generation,
+                    started_at: now_rfc3339(),
+                });
+                self.report.phase(Phase::Starting, None, None);
+                Ok((pid, started))
+            }
+            Err(SpawnError::Setup(f)) => {
+                let msg = format!(
+                    "sandbox set-up failed in the child at stage {} ({}); run `supervisor check --policy {}`",
+                    f.stage,
+                    std::io::Error::from_raw_os_error(f.errno),
+                    self.args.policy.display()
+                );
+                error!(event = "enforce.failed", stage = f.stage.as_str(), errno = f.errno, error = %std::io::Error::from_raw_os_error(f.errno), generation, "child was not started");
+                Err(self.fail(Reason::EnforcementFailed, msg, ExitCode::Enforcement.code()))
+            }
+            Err(SpawnError::Exec(e)) => {
+                let code = match e.raw_os_error() {
+                    Some(libc::ENOENT) => ExitCode::NotFound,
+                    _ => ExitCode::NotExecutable,
+                };
+                let msg = format!("cannot execute {program:?}: {e}");
+                error!(event = "child.spawn_failed", command = %program, error = %e, exit_code = code.code(), generation, "check the command and PATH inside the sandbox");
+                Err(self.fail(Reason::SpawnFailed, msg, code.code()))
+            }
+        }
+    }
+
+    /// Watches a running generation until it exits or a stop is requested.
+    fn supervise(&mut self, pid: Pid, started: Instant) -> ChildEnd {
+        let ready_at = started + self.args.ready_after;
+        loop {
+            if let Some(status) = self.watched_exit.take() {
+                self.watched = None;
+                let uptime = started.elapsed();
+                let (code, signal) = code_and_signal(status);
+                self.report.status.last_exit = Some(ExitInfo {
+                    code,
+                    signal,
+                    at: now_rfc3339(),
+                });
+                info!(event = "child.exit", pid = pid.as_raw(), status = %describe(status), code, signal, uptime_ms = uptime.as_millis() as u64, "child exited");
+                return ChildEnd::Exited(status, uptime);
+            }
+            if self.stop.is_some() {
+                return ChildEnd::StopRequested;
+            }
+            let starting = self.report.status.phase == Phase::Starting;
+            if starting && Instant::now() >= ready_at {
+                self.report.phase(Phase::Ready, None, None);
+                continue;
+            }
+            self.wait(starting.then_some(ready_at), &[]);
+        }
+    }
+
+    /// Waits out the restart delay. Returns false when a stop arrived meanwhile.
+    fn back_off(&mut self, delay: Duration) -> bool {
+        let restarts = self.report.status.restarts + 1;
+        info!(
+            event = "child.restart_scheduled",
+            delay_ms = delay.as_millis() as u64,
+            restart = restarts,
+            "restarting the child after a delay"
+        );
+        self.report.phase(Phase::BackOff, None, None);
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            if self.stop.is_some() {
+                return false;
+            }
+            self.wait(Some(until), &[]);
+        }
+        self.stop.is_none()
+    }
+
+    // ----- ending --------------------------------------------------------------------
+
+    /// Graceful stop of a running child: forward the stop signal to its group (and to any
+    /// other descendant), SIGKILL after the grace, reap everything, exit 0.
+    fn stop_child(&mut self, pid: Pid) -> i32 {
+        let sig = self.stop.unwrap_or(Signal::SIGTERM);
+        info!(
+            event = "stop.begin",
+            signal = sig.as_str(),
+            pgid = pid.as_raw(),
+            grace_ms = self.args.grace.as_millis() as u64,
+            "stopping the child"
+        );
+        self.report.phase(Phase::Stopping, None, None);
+        child::signal_group(pid, sig);
+        tree::signal_descendants(sig);
+        if !self.wait_group_gone(pid, Instant::now() + self.args.grace) {
+            warn!(
+                event = "stop.kill",
+                pgid = pid.as_raw(),
+                grace_ms = self.args.grace.as_millis() as u64,
+                "child outlived the grace: sending SIGKILL"
+            );
+            child::signal_group(pid, Signal::SIGKILL);
+            self.wait_group_gone(pid, Instant::now() + KILL_WAIT);
+        }
+        if let Some(status) = self.watched_exit.take() {
+            let (code, signal) = code_and_signal(status);
+            self.report.status.last_exit = Some(ExitInfo {
+                code,
+                signal,
+                at: now_rfc3339(),
+            });
+            info!(event = "child.exit", pid = pid.as_raw(), status = %describe(status), code, signal, "child exited");
+        }
+        self.watched = None;
+        self.forward_to = None;
+        self.finish_stopped()
+    }
+
+    /// Kills and reaps every remaining descendant, then reports `Stopped`.
+    fn finish_stopped(&mut self) -> i32 {
+        if self.report.status.phase != Phase::Stopping {
+            self.report.phase(Phase::Stopping, None, None);
+        }
+        self.reap_descendants();
+        self.report.phase(Phase::Stopped, None, None);
+        self.exit(ExitCode::Ok.code())
+    }
+
+    /// Descendants outside the child's group (daemons that called setsid) would otherwise
+    /// outlive us, or as PID 1 be killed unreaped by the kernel.
+    fn reap_descendants(&mut self) {
+        let deadline = Instant::now() + KILL_WAIT;
+        loop {
+            let left = tree::descendants();
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                warn!(
+                    event = "stop.leftovers",
+                    count = left.len(),
+                    "descendants survived SIGKILL (uninterruptible sleep?)"
+                );
+                return;
+            }
+            warn!(
+                event = "stop.kill_descendants",
+                count = left.len(),
+                "killing descendants outside the child's group"
+            );
+            for p in &left {
+                let _ = nix::sys::signal::kill(*p, Signal::SIGKILL);
+            }
+            self.wait(Some(Instant::now() + GROUP_POLL), &[]);
+        }
+    }
+
+    /// The child exited and the policy does not restart it.
+    fn finish_child_exit(&mut self, status: WaitStatus) -> i32 {
+        let code = match status {
+            WaitStatus::Exited(_, c) => c,
+            WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+            _ => ExitCode::Internal.code(),
+        };
+        self.reap_descendants();
+        if code == 0 {
+            self.report.phase(Phase::Completed, None, None);
+        } else {
+            let msg = format!(
+                "child {} and --restart {} does not restart it",
+                describe(status),
+                policy_name(self.args.restart)
+            );
+            self.report
+                .phase(Phase::Failed, Some(Reason::ChildFailed), Some(msg));
+        }
+        self.exit(code)
+    }
+
+    fn fail(&mut self, reason: Reason, message: String, code: i32) -> i32 {
+        self.reap_descendants();
+        self.report
+            .phase(Phase::Failed, Some(reason), Some(message));
+        self.exit(code)
+    }
+
+    fn exit(&self, code: i32) -> i32 {
+        info!(event = "supervisor.exit", code, phase = %self.report.status.phase, "supervisor exiting");
+        code
+    }
+}
+
+/// Reads whatever the hook wrote and logs it line by line with its stream name.
+fn pump_output(running: &mut hook::Running, lines: &mut [Lines; 2], last: bool) {
+    for (i, (name, file)) in [
+        ("stdout", &mut running.stdout),
+        ("stderr", &mut running.stderr),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Some(f) = file.as_mut() else { continue };
+        let (out, eof) = lines[i].read_from(f);
+        for line in out {
+            info!(event = "hook.output", stream = name, line = %line, "hook output");
+        }
+        if eof || last {
+            *file = None;
+        }
+    }
+}
+
+fn code_and_signal(status: WaitStatus) -> (Option<i32>, Option<i32>) {
+    match status {
+        WaitStatus::Exited(_, c) => (Some(c), None),
+        WaitStatus::Signaled(_, s, _) => (None, Some(s as i32)),
+        _ => (None, None),
+    }
+}
+
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, c) => format!("exited with code {c}"),
+        WaitStatus::Signaled(_, s, core) => {
+            format!(
+                "was killed by {}{}",
+                s.as_str(),
+                if core { " (core dumped)" } else { "" }
+            )
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn policy_name(p: RestartPolicy) -> &'static str {
+    match p {
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "never",
+    }
+}
