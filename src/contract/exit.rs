@@ -35,8 +35,8 @@ impl ExitCode {
     pub const ALL: [ExitCode; 11] = [
         ExitCode::Ok,
         ExitCode::Usage,
-        ExitCode::Config,
         ExitCode::Internal,
+        ExitCode::Config,
         ExitCode::HookFailed,
         ExitCode::HookTimeout,
         ExitCode::HookUntrusted,
@@ -76,6 +76,36 @@ impl ExitCode {
             ExitCode::NotExecutable => "not_executable",
             ExitCode::NotFound => "not_found",
         }
+    }
+
+    /// What the code means, for `--help` and the README table.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ExitCode::Ok => "stopped on request (SIGTERM/SIGINT), or the child completed",
+            ExitCode::Usage => "invalid command line",
+            ExitCode::Config => "invalid policy or configuration",
+            ExitCode::Internal => "the supervisor could not set itself up (signals, status dir)",
+            ExitCode::HookFailed => "boot hook exited non-zero or was killed",
+            ExitCode::HookTimeout => "boot hook exceeded --hook-timeout",
+            ExitCode::HookUntrusted => "boot hook failed the trust check",
+            ExitCode::Enforcement => "the sandbox could not be applied to the child",
+            ExitCode::CrashLoop => "more than --max-restarts restarts within --restart-window",
+            ExitCode::NotExecutable => "the command cannot be executed",
+            ExitCode::NotFound => "the command was not found",
+        }
+    }
+
+    /// The table shown at the end of `supervisor --help`.
+    pub fn help_table() -> String {
+        let mut s = String::from("Exit codes:\n");
+        for c in ExitCode::ALL {
+            s.push_str(&format!("  {:>3}  {}\n", c.code(), c.meaning()));
+        }
+        s.push_str(
+            "  With --restart never the child's own exit code (or 128+signal) is passed through.\n  \
+             See README.md for the phase model, status.json and the log schema.",
+        );
+        s
     }
 
     pub fn from_code(code: i32) -> Option<ExitCode> {

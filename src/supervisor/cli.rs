@@ -16,11 +16,7 @@ pub const DEFAULT_POLICY: &str = "/etc/openshell/policy.yaml";
     name = "supervisor",
     version,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true,
-    after_help = "Exit codes: 0 stopped or completed; 64 usage; 71 internal; 78 config; \
-80 hook failed; 81 hook timeout; 82 hook untrusted; 83 enforcement failed; 84 crash loop; \
-126 command not executable; 127 command not found. With --restart never the child's own \
-exit code (or 128+signal) is passed through. See README.md for the phase model and log schema."
+    subcommand_negates_reqs = true
 )]
 pub struct Cli {
     #[command(subcommand)]

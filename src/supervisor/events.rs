@@ -39,12 +39,14 @@ pub struct Events {
     sfd: SignalFd,
 }
 
-/// The set of signals the supervisor blocks and receives through its signalfd.
+/// The set of signals the supervisor blocks and receives through its signalfd. SIGPIPE
+/// stays out: it is about our own stderr, never meant for the child, and stays ignored.
 fn handled_set() -> SigSet {
     let mut set = SigSet::all();
     for s in SYNCHRONOUS {
         set.remove(s);
     }
+    set.remove(Signal::SIGPIPE);
     set
 }
 

@@ -11,13 +11,17 @@ pub mod status_cmd;
 mod tree;
 
 use crate::contract::{ExitCode, Phase, Reason};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
 use tracing::{error, info, warn};
 
 /// Entry point of the `supervisor` binary; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command()
+        .after_help(ExitCode::help_table())
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
