@@ -1,9 +1,13 @@
 #!/bin/sh
-# Sample boot hook: trusted set-up that runs once per supervisor start, unsandboxed, as the
-# supervisor's user, before the sandboxed agent starts. A non-zero exit fails startup.
+# Sample boot hook: trusted set-up that runs once per supervisor start, unsandboxed, with
+# the supervisor's user and capabilities, before the sandboxed agent starts. A non-zero exit
+# fails startup. Here: prepare the workspace for the agent's user and record the boot.
 set -eu
 workspace="${OPENSHELL_WORKSPACE:-/sandbox}"
 mkdir -p "$workspace"
-# Leave a trace the agent (and the tests) can see: one line per boot.
+if [ -n "${OPENSHELL_AGENT_USER:-}" ]; then
+    chown "$OPENSHELL_AGENT_USER" "$workspace"
+fi
+# One line per boot: operators (and the tests) can count boots on the volume.
 echo "boot $(date -u +%Y-%m-%dT%H:%M:%SZ) pid=$$" >> "$workspace/.boot.log"
 echo "boot hook: workspace $workspace ready"
