@@ -19,7 +19,10 @@ fn sources(dir: &Path, out: &mut Vec<String>) {
 /// Every `event = "name"` literal in src/.
 fn event_names() -> Vec<String> {
     let mut files = Vec::new();
-    sources(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")), &mut files);
+    sources(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+        &mut files,
+    );
     let mut names = Vec::new();
     for text in files {
         for part in text.split("event = \"").skip(1) {
@@ -45,7 +48,10 @@ fn every_log_event_is_documented() {
         .iter()
         .filter(|n| !readme.contains(&format!("`{n}`")))
         .collect();
-    assert!(missing.is_empty(), "README.md does not document events {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README.md does not document events {missing:?}"
+    );
 }
 
 #[test]
@@ -53,9 +59,15 @@ fn every_exit_code_and_phase_is_documented() {
     let readme = readme();
     for c in ExitCode::ALL {
         let row = format!("| {} | {} |", c.code(), c.name());
-        assert!(readme.contains(&row), "README.md lacks the exit code row {row:?}");
+        assert!(
+            readme.contains(&row),
+            "README.md lacks the exit code row {row:?}"
+        );
     }
     for p in Phase::ALL {
-        assert!(readme.contains(&format!("| `{p}` |")), "README.md lacks phase {p}");
+        assert!(
+            readme.contains(&format!("| `{p}` |")),
+            "README.md lacks phase {p}"
+        );
     }
 }

@@ -136,6 +136,32 @@ fn non_executable_hook_runs_through_sh() {
 }
 
 #[test]
+fn relative_paths_mean_the_start_directory() {
+    require_root();
+    let s = Scratch::new("relative");
+    s.script("boot.sh", "echo hook > hook.txt");
+    s.child_script("child.sh", "echo child > child.txt");
+    let mut c = std::process::Command::new(SUPERVISOR);
+    c.args([
+        "--no-policy",
+        "--status-dir",
+        "st",
+        "--hook",
+        "boot.sh",
+        "--restart",
+        "never",
+        "--",
+        "./child.sh",
+    ])
+    .current_dir(&s.path);
+    let (st, _) = spawn_cmd(&s, c).wait(LONG);
+    assert_eq!(st.code(), Some(0));
+    assert_eq!(s.read("hook.txt"), "hook\n");
+    assert_eq!(s.read("child.txt"), "child\n");
+    assert!(s.join("st/status.json").exists());
+}
+
+#[test]
 fn missing_hook_is_skipped() {
     require_root();
     let s = Scratch::new("hook-missing");

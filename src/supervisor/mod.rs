@@ -41,7 +41,7 @@ pub fn main() -> i32 {
     }
 }
 
-fn supervise(args: cli::RunArgs) -> i32 {
+fn supervise(mut args: cli::RunArgs) -> i32 {
     crate::log::init(args.log.log_format, args.log.log_level);
     let pid = std::process::id();
     info!(event = "supervisor.start", version = env!("CARGO_PKG_VERSION"), pid, command = ?args.command, "supervisor starting");
@@ -71,6 +71,12 @@ fn supervise(args: cli::RunArgs) -> i32 {
             return ExitCode::Internal.code();
         }
     };
+    // Relative paths on the command line mean the start directory, not `/`.
+    for p in [&mut args.hook, &mut args.policy, &mut args.status_dir] {
+        if p.is_relative() {
+            *p = cwd.join(&*p);
+        }
+    }
     if let Err(e) = std::env::set_current_dir("/") {
         warn!(event = "supervisor.chdir_failed", error = %e, "cannot move to /");
     }
