@@ -594,7 +594,7 @@ fn no_supervisor_fd_is_inherited() {
 }
 
 #[test]
-fn child_cannot_signal_the_supervisor() {
+fn supervisor_stays_unconfined_and_out_of_reach() {
     let env = Env::new("signal");
     let policy = env.default_policy();
     let run = supervise(
@@ -606,7 +606,7 @@ fn child_cannot_signal_the_supervisor() {
             "--restart",
             "never",
         ],
-        &ops(&["kill-parent", "status"]),
+        &ops(&["kill-parent", "status", "parent-status"]),
     );
     assert_eq!(run.errno("kill-parent"), EPERM);
     assert_eq!(
@@ -624,6 +624,76 @@ fn child_cannot_signal_the_supervisor() {
         u64::from(st.supervisor.pid),
         "the probe's parent is the supervisor"
     );
+    // The supervisor itself keeps root, its capabilities, and no filter.
+    let sup = run.op("parent-status");
+    assert_eq!(status_field(sup, "Uid"), "0 0 0 0");
+    assert_eq!(status_field(sup, "Seccomp"), "0");
+    assert_eq!(status_field(sup, "NoNewPrivs"), "0");
+    assert_ne!(status_field(sup, "CapEff"), "0000000000000000");
+}
+
+#[test]
+fn child_dies_with_the_supervisor() {
+    let env = Env::new("pdeath");
+    let policy = env.default_policy();
+    let mut cmd = Command::new(SUPERVISOR);
+    cmd.args([
+        "--policy",
+        policy.to_str().unwrap(),
+        "--no-hook",
+        "--restart",
+        "never",
+    ])
+    .arg("--status-dir")
+    .arg(env.path("status"))
+    .arg("--")
+    .arg(env.probe())
+    .arg("sleep:60000")
+    .current_dir(env.path("rw"))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut sup = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let child = loop {
+        if let Some(c) = Status::read(&env.path("status")).ok().and_then(|s| s.child) {
+            break c.pid;
+        }
+        assert!(Instant::now() < deadline, "the child never started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Give the child time to get past pre_exec into the probe.
+    let exe = format!("/proc/{child}/exe");
+    while fs::read_link(&exe)
+        .map(|p| p != env.probe())
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the child never exec'd the probe"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sup.kill().unwrap(); // SIGKILL: no chance to stop the child itself
+    sup.wait().unwrap();
+    // The orphan is reparented to init, which reaps it once PR_SET_PDEATHSIG killed it.
+    let gone = |pid: u32| match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+    };
+    while !gone(child) {
+        if Instant::now() > deadline {
+            // SAFETY: killing the probe we started, by pid.
+            unsafe { libc::kill(child as i32, libc::SIGKILL) };
+            panic!("the child outlived the supervisor");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! Operations: `read:PATH`, `write:PATH`, `exec:PATH` (runs PATH with the `ids` op),
 //! `ids`, `status`, `fds`, `kill-parent`, `tcp-bind:PORT`, `tcp-connect:PORT`,
 //! `abstract-connect:NAME`, `syscalls` (the whole battery), `crash-once:MARKER` (exit 3
-//! the first time, creating MARKER; carry on when it exists).
+//! the first time, creating MARKER; carry on when it exists), `parent-status`,
+//! `sleep:MS`, `bench:N` (ns per syscall, for measurements only).
 
 use std::ffi::CString;
 use std::io::Write;
@@ -65,7 +66,17 @@ fn main() {
             "write" => line("write", write(val)),
             "exec" => line("exec", exec(val)),
             "ids" => ids(),
-            "status" => status(),
+            "status" => status("status", "self"),
+            // The supervisor's own confinement, as the child sees it in /proc.
+            "parent-status" => {
+                // SAFETY: no arguments.
+                let ppid = unsafe { libc::getppid() };
+                status("parent-status", &ppid.to_string())
+            }
+            "sleep" => std::thread::sleep(std::time::Duration::from_millis(
+                val.parse().expect("milliseconds"),
+            )),
+            "bench" => bench(val.parse().expect("iterations")),
             "fds" => fds(),
             // SAFETY: signalling our parent (the supervisor) is exactly what we test.
             "kill-parent" => line(
@@ -151,7 +162,11 @@ fn ids() {
 }
 
 fn proc_status() -> Vec<(String, String)> {
-    std::fs::read_to_string("/proc/self/status")
+    proc_status_of("self")
+}
+
+fn proc_status_of(pid: &str) -> Vec<(String, String)> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_once(':'))
@@ -159,7 +174,7 @@ fn proc_status() -> Vec<(String, String)> {
         .collect()
 }
 
-fn status() {
+fn status(op: &str, pid: &str) {
     let keep = [
         "Uid",
         "Gid",
@@ -173,8 +188,8 @@ fn status() {
         "Seccomp",
         "Seccomp_filters",
     ];
-    let mut s = String::from("{\"op\":\"status\"");
-    for (k, v) in proc_status() {
+    let mut s = format!("{{\"op\":\"{op}\"");
+    for (k, v) in proc_status_of(pid) {
         if keep.contains(&k.as_str()) {
             s.push_str(&format!(",\"{k}\":\"{v}\""));
         }
@@ -183,6 +198,30 @@ fn status() {
     s.push_str(&format!(",\"ppid\":{}", unsafe { libc::getppid() }));
     s.push('}');
     println!("{s}");
+}
+
+/// Cost of syscalls under the filter: one the kernel's seccomp cache allows without
+/// running the program (getppid), and ioctl, which the program must inspect.
+fn bench(n: u32) {
+    let mut pipe = [0i32; 2];
+    let mut avail = 0i32;
+    // SAFETY: pipe2 writes two fds; the loops make harmless queries.
+    unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) };
+    let time = |f: &dyn Fn()| {
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        t.elapsed().as_nanos() as f64 / f64::from(n)
+    };
+    let getppid = time(&|| unsafe {
+        libc::syscall(libc::SYS_getppid);
+    });
+    let ioctl = time(&|| unsafe {
+        libc::ioctl(pipe[0], libc::FIONREAD, &avail as *const i32 as *mut i32);
+    });
+    let _ = &mut avail;
+    println!("{{\"op\":\"bench\",\"n\":{n},\"getppid_ns\":{getppid:.1},\"ioctl_ns\":{ioctl:.1}}}");
 }
 
 /// Every open fd above 2, found with F_GETFD (listing /proc/self/fd may be refused to a
