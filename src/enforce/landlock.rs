@@ -12,9 +12,9 @@ use super::policy::{Compatibility, Policy};
 use super::stage::{Failure, Stage};
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
-    Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+    PathFdError, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
 };
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// The newest ABI whose rights this build can name. Pinned, not "whatever the crate
@@ -80,6 +80,15 @@ impl Domain {
             return Err(Failure::last(Stage::Landlock));
         }
         Ok(())
+    }
+}
+
+fn is_dir(fd: &PathFd) -> bool {
+    // SAFETY: fstat writes into a zeroed stat we own; O_PATH fds support fstat.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd.as_fd().as_raw_fd(), &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFDIR
     }
 }
 
@@ -202,18 +211,25 @@ pub fn prepare(policy: &Policy, file: &Path) -> Result<Domain, PolicyError> {
     for (path, rights) in trees {
         let fd = match PathFd::new(path) {
             Ok(fd) => fd,
+            // A path that does not exist grants nothing; that is never less safe, and
+            // images differ (/lib64, /dev/nvidia0). Reported, not fatal.
+            Err(PathFdError::OpenCall { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                cov.missing_paths.push(path.clone());
+                continue;
+            }
             Err(e) => {
-                // A path that does not exist grants nothing; that is never less safe, and
-                // images differ (/lib64, /dev/nvidia0). Reported, not fatal.
-                if std::fs::symlink_metadata(path).is_err() {
-                    cov.missing_paths.push(path.clone());
-                    continue;
-                }
-                return Err(err(&format!("opening {}", path.display()), &e));
+                return Err(PolicyError::invalid(
+                    file,
+                    "filesystem_policy",
+                    format!("cannot open {} for a Landlock rule: {e}", path.display()),
+                ))
             }
         };
-        // Directory-only rights on a file are an error to the kernel.
-        let rights = if path.is_dir() {
+        // Directory-only rights on a file are an error to the kernel. Asked of the fd we
+        // hold, not the path, so a rename in between cannot make them disagree.
+        let rights = if is_dir(&fd) {
             rights
         } else {
             rights & file_rights
