@@ -4,23 +4,53 @@
 //! allocation and file read (policy, passwd/group, Landlock path fds, compiled BPF) once,
 //! in the supervisor, before the first fork; [`in_child`] then makes raw syscalls only, and
 //! reports a failure as a fixed-size (stage, errno) record over a CLOEXEC pipe.
+//!
+//! Order in the child, and why:
+//! 1. session, signal reset, every fd above 2 close-on-exec ([`in_child`]);
+//! 2. privilege drop, see [`privdrop::Plan::apply`] (ends with no_new_privs, which the two
+//!    next steps need since the child holds no CAP_SYS_ADMIN any more);
+//! 3. Landlock: enters the ruleset prepared by the supervisor;
+//! 4. seccomp last, so the filter never sees our own set-up calls (a policy may deny
+//!    syscalls that steps 2-3 need) and applies from the very next call, execve.
 
+mod check;
+mod error;
+mod identity;
+mod landlock;
+mod policy;
+mod privdrop;
 mod report;
+mod seccomp;
 mod stage;
+mod syscalls;
 
+pub use check::check_command;
+pub use error::{ErrorKind, PolicyError};
 pub use report::{ReportPipe, Sender};
 pub use stage::{Failure, Stage};
 
 use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
 
 /// The prepared sandbox for the child. Built once, reused for every generation.
 #[derive(Debug)]
-pub struct Sandbox {}
+pub struct Sandbox {
+    policy_file: PathBuf,
+    identity: identity::Identity,
+    privs: privdrop::Plan,
+    landlock: landlock::Domain,
+    seccomp: seccomp::Filter,
+    prepare_time: Duration,
+}
 
 impl Sandbox {
     /// Runs in the forked child, after [`in_child`]'s process set-up. Raw syscalls only.
     fn apply(&self) -> Result<(), Failure> {
-        Ok(())
+        self.privs.apply()?;
+        self.landlock.restrict_self()?;
+        self.seccomp.install()
     }
 }
 
@@ -81,17 +111,111 @@ pub fn failure_to_io(f: Failure) -> io::Error {
 }
 
 impl Sandbox {
-    /// Reads, validates and compiles the policy at `path`.
-    pub fn prepare(path: &std::path::Path) -> Result<Sandbox, String> {
-        Err(format!(
-            "{}: policy enforcement is not implemented yet; use --no-policy",
-            path.display()
-        ))
+    /// Reads, validates and compiles the policy at `path`. `workdir` is where the child
+    /// starts (granted read-write when the policy sets `include_workdir`).
+    pub fn prepare(path: &Path, workdir: &Path) -> Result<Sandbox, PolicyError> {
+        let started = Instant::now();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            PolicyError::file(
+                path,
+                format!("cannot read the policy: {e}; pass --policy PATH, or --no-policy to run unconfined"),
+            )
+        })?;
+        let policy = policy::parse(&text, path, workdir)?;
+        let mut sandbox = Sandbox::prepare_policy(path, policy)?;
+        sandbox.prepare_time = started.elapsed();
+        Ok(sandbox)
+    }
+
+    /// Everything after parsing: identity, seccomp program, Landlock ruleset, drop plan.
+    fn prepare_policy(path: &Path, policy: policy::Policy) -> Result<Sandbox, PolicyError> {
+        let started = Instant::now();
+        let passwd = read_db(path, identity::PASSWD)?;
+        let groups = read_db(path, identity::GROUP)?;
+        let identity = identity::resolve(&policy.user, policy.group.as_ref(), &passwd, &groups)
+            .map_err(|(field, why)| PolicyError::invalid(path, field, why))?;
+        if !seccomp::available() {
+            return Err(PolicyError::unenforceable(
+                path,
+                None,
+                "this kernel has no seccomp filter mode (CONFIG_SECCOMP_FILTER); the child cannot be confined",
+            ));
+        }
+        let seccomp = seccomp::compile(&policy.seccomp_allow, &policy.seccomp_deny)
+            .map_err(|why| PolicyError::invalid(path, "seccomp", why))?;
+        let landlock = landlock::prepare(&policy, path)?;
+        let privs = privdrop::Plan::new(&identity);
+        Ok(Sandbox {
+            policy_file: path.to_path_buf(),
+            identity,
+            privs,
+            landlock,
+            seccomp,
+            prepare_time: started.elapsed(),
+        })
+    }
+
+    /// Environment the child gets on top of the supervisor's: a shell or tool that reads
+    /// HOME must not find root's (`/root`) after the drop.
+    pub fn child_env(&self) -> Vec<(&'static str, String)> {
+        let id = &self.identity;
+        let mut env = Vec::new();
+        if let Some(home) = &id.home {
+            env.push(("HOME", home.clone()));
+        }
+        if let Some(name) = &id.user_name {
+            env.push(("USER", name.clone()));
+            env.push(("LOGNAME", name.clone()));
+        }
+        env
+    }
+
+    /// Logs what the child will get, and every gap, once at start-up.
+    pub fn log_summary(&self) {
+        let cov = &self.landlock.coverage;
+        let groups: Vec<String> = self.identity.groups.iter().map(|g| g.to_string()).collect();
+        info!(
+            event = "enforce.prepared",
+            policy = %self.policy_file.display(),
+            uid = self.identity.uid,
+            gid = self.identity.gid,
+            groups = %groups.join(","),
+            user = self.identity.user_name.as_deref().unwrap_or(""),
+            landlock_abi = cov.kernel_abi,
+            landlock_rules = cov.rules,
+            compatibility = cov.compatibility.as_str(),
+            seccomp_instructions = self.seccomp.len(),
+            prepare_us = self.prepare_time.as_micros() as u64,
+            "sandbox prepared for the child"
+        );
+        if cov.kernel_abi == 0 {
+            warn!(event = "landlock.unsupported", "this kernel has no Landlock: the child's filesystem access is NOT confined (best_effort)");
+        } else if !cov.unenforced.is_empty() {
+            warn!(event = "landlock.unenforced", rights = %cov.unenforced.join(","), kernel_abi = cov.kernel_abi,
+                "best_effort: this kernel cannot enforce these Landlock rights; see `supervisor check`");
+        }
+        for p in &cov.missing_paths {
+            warn!(event = "landlock.path_missing", path = %p.display(), "policy path does not exist; it grants nothing");
+        }
+        if !self.privs.change_ids {
+            info!(
+                event = "enforce.identity_kept",
+                uid = self.identity.uid,
+                "the supervisor already runs as the policy's user: no uid/gid change"
+            );
+        }
+        if !self.privs.drop_bounding {
+            warn!(event = "enforce.bounding_kept", "no CAP_SETPCAP: the capability bounding set is not emptied (no_new_privs still blocks gaining capabilities)");
+        }
     }
 }
 
-/// `supervisor check`.
-pub fn check_command(path: &std::path::Path) -> i32 {
-    eprintln!("{}: check is not implemented yet", path.display());
-    1
+fn read_db(policy: &Path, db: &str) -> Result<String, PolicyError> {
+    std::fs::read_to_string(db).map_err(|e| {
+        PolicyError::invalid(
+            policy,
+            "process",
+            format!("cannot read {db} to resolve the user: {e}"),
+        )
+    })
 }

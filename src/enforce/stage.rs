@@ -18,10 +18,11 @@ pub enum Stage {
     Landlock = 11,
     Seccomp = 12,
     VerifyDrop = 13,
+    Bounding = 14,
 }
 
 impl Stage {
-    const ALL: [Stage; 13] = [
+    pub const ALL: [Stage; 14] = [
         Stage::Session,
         Stage::Signals,
         Stage::Fds,
@@ -35,6 +36,7 @@ impl Stage {
         Stage::Landlock,
         Stage::Seccomp,
         Stage::VerifyDrop,
+        Stage::Bounding,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Stage {
             Stage::Landlock => "landlock",
             Stage::Seccomp => "seccomp",
             Stage::VerifyDrop => "verify_drop",
+            Stage::Bounding => "bounding_set",
         }
     }
 

@@ -31,6 +31,9 @@ pub fn spawn(
     let sender = report.sender();
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).current_dir(cwd);
+    if let Some(s) = &sandbox {
+        cmd.envs(s.child_env());
+    }
     // SAFETY: `in_child` is async-signal-safe by construction (raw syscalls on data
     // prepared before fork), and so is `Sender::send`.
     unsafe {

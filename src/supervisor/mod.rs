@@ -97,22 +97,34 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         );
         None
     } else {
-        match crate::enforce::Sandbox::prepare(&args.policy) {
-            Ok(s) => Some(s),
+        match crate::enforce::Sandbox::prepare(&args.policy, &cwd) {
+            Ok(s) => {
+                s.log_summary();
+                Some(s)
+            }
             Err(e) => {
-                error!(event = "policy.invalid", policy = %args.policy.display(), error = %e, "refusing to start");
-                report.phase(
-                    Phase::Failed,
-                    Some(Reason::ConfigInvalid),
-                    Some(e.to_string()),
-                );
+                // A wrong policy is a config error; a kernel that cannot enforce a valid
+                // one (hard_requirement) is an enforcement failure.
+                let (event, reason, code) = match e.kind {
+                    crate::enforce::ErrorKind::Invalid => {
+                        ("policy.invalid", Reason::ConfigInvalid, ExitCode::Config)
+                    }
+                    crate::enforce::ErrorKind::Unenforceable => (
+                        "enforce.unsupported",
+                        Reason::EnforcementFailed,
+                        ExitCode::Enforcement,
+                    ),
+                };
+                error!(event, policy = %args.policy.display(), field = e.field.as_deref().unwrap_or(""), error = %e,
+                    "refusing to start; run `supervisor check --policy {}`", args.policy.display());
+                report.phase(Phase::Failed, Some(reason), Some(e.to_string()));
                 info!(
                     event = "supervisor.exit",
-                    code = ExitCode::Config.code(),
+                    code = code.code(),
                     phase = "Failed",
                     "supervisor exiting"
                 );
-                return ExitCode::Config.code();
+                return code.code();
             }
         }
     };

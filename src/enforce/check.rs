@@ -1,0 +1,216 @@
+//! `supervisor check`: what this kernel will actually enforce with a policy. The operator's
+//! first stop when something is denied, or when startup refused a policy.
+//!
+//! Exit codes (the supervisor's own table): 0 the child would start (with `best_effort`
+//! gaps listed), 78 the policy is invalid, 83 it is valid but this kernel cannot enforce
+//! it as required.
+
+use super::error::{ErrorKind, PolicyError};
+use super::landlock::{self, names};
+use super::policy::{self, Compatibility};
+use super::{seccomp, Sandbox};
+use crate::contract::ExitCode;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Runs the check and prints the report on stdout; returns the exit code.
+pub fn check_command(path: &Path) -> i32 {
+    let workdir = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    match report(path, &workdir) {
+        Ok((text, code)) => {
+            print!("{text}");
+            code.code()
+        }
+        Err(e) => {
+            println!("policy       {e}");
+            let code = match e.kind {
+                ErrorKind::Invalid => ExitCode::Config,
+                ErrorKind::Unenforceable => ExitCode::Enforcement,
+            };
+            println!("result       FAIL ({})", code.name());
+            code.code()
+        }
+    }
+}
+
+/// The report text and the exit code. An invalid policy is an Err.
+fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| PolicyError::file(path, format!("cannot read the policy: {e}")))?;
+    let pol = policy::parse(&text, path, workdir)?;
+    // Build everything the supervisor would, but without failing on hard_requirement, so
+    // the report can show what is missing.
+    let mut lenient = pol.clone();
+    lenient.compatibility = Compatibility::BestEffort;
+    let sandbox = Sandbox::prepare_policy(path, lenient)?;
+    let cov = &sandbox.landlock.coverage;
+    let id = &sandbox.identity;
+    let mut out = String::new();
+    let w = &mut out;
+
+    let _ = writeln!(
+        w,
+        "policy       {}: valid (version {})",
+        path.display(),
+        policy::VERSION
+    );
+    let _ = writeln!(
+        w,
+        "identity     uid {}{}, gid {}{}, groups {}",
+        id.uid,
+        named(&id.user_name),
+        id.gid,
+        named(&id.group_name),
+        list(id.groups.iter().map(|g| g.to_string()))
+    );
+    let p = &sandbox.privs;
+    let _ = writeln!(
+        w,
+        "             {}",
+        if p.change_ids {
+            "set with setgroups, setresgid, setresuid (needs CAP_SETUID and CAP_SETGID)"
+        } else {
+            "already the supervisor's own uid and gid: kept as is"
+        }
+    );
+    let _ = writeln!(
+        w,
+        "capabilities effective, permitted, inheritable, ambient emptied; {}; no_new_privs set",
+        if p.drop_bounding {
+            "bounding set emptied"
+        } else {
+            "bounding set KEPT (the supervisor lacks CAP_SETPCAP)"
+        }
+    );
+    let _ = writeln!(w, "core dumps   off (RLIMIT_CORE 0)");
+    let _ = writeln!(
+        w,
+        "parent death SIGKILL to the child when the supervisor dies"
+    );
+
+    if cov.kernel_abi == 0 {
+        let _ = writeln!(
+            w,
+            "landlock     NOT AVAILABLE in this kernel, compatibility {}",
+            pol.compatibility.as_str()
+        );
+    } else {
+        let _ = writeln!(
+            w,
+            "landlock     kernel ABI {} (this build knows up to {}), compatibility {}",
+            cov.kernel_abi,
+            landlock::KNOWN_ABI as i32,
+            pol.compatibility.as_str()
+        );
+    }
+    let _ = writeln!(
+        w,
+        "  filesystem handled: {}",
+        list(names(cov.fs_handled.iter()))
+    );
+    let ports = |p: &Option<Vec<u16>>| match p {
+        None => "not restricted".to_string(),
+        Some(v) if v.is_empty() => "none allowed".to_string(),
+        Some(v) => list(v.iter().map(|p| p.to_string())),
+    };
+    let _ = writeln!(
+        w,
+        "  network    tcp bind: {}; tcp connect: {}",
+        ports(&pol.tcp_bind),
+        ports(&pol.tcp_connect)
+    );
+    let _ = writeln!(w, "  scoping    {}", list(names(cov.scope_handled.iter())));
+    let _ = writeln!(
+        w,
+        "  read_only  {}",
+        list(pol.read_only.iter().map(|p| p.display().to_string()))
+    );
+    let _ = writeln!(
+        w,
+        "  read_write {}",
+        list(pol.read_write.iter().map(|p| p.display().to_string()))
+    );
+    if !cov.missing_paths.is_empty() {
+        let _ = writeln!(
+            w,
+            "  missing    {} (grant nothing)",
+            list(cov.missing_paths.iter().map(|p| p.display().to_string()))
+        );
+    }
+    let _ = writeln!(w, "  rules      {}", cov.rules);
+    if !cov.unenforced.is_empty() {
+        let _ = writeln!(
+            w,
+            "  NOT ENFORCED on this kernel: {}",
+            cov.unenforced.join(", ")
+        );
+    }
+
+    let sc = &sandbox.seccomp;
+    let _ = writeln!(
+        w,
+        "seccomp      available; filter of {} BPF instructions, default allow",
+        sc.len()
+    );
+    let denied: Vec<&str> = seccomp::ALWAYS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !pol.seccomp_allow.iter().any(|a| a == n))
+        .collect();
+    let _ = writeln!(w, "  EPERM      {}", denied.join(", "));
+    for (name, what) in seccomp::CONDITIONAL {
+        if !pol.seccomp_allow.iter().any(|a| a == name) {
+            let _ = writeln!(w, "  EPERM      {name}: {what}");
+        }
+    }
+    if !pol.seccomp_allow.iter().any(|a| a == seccomp::ENOSYS) {
+        let _ = writeln!(
+            w,
+            "  ENOSYS     {} (libc falls back to clone)",
+            seccomp::ENOSYS
+        );
+    }
+    let _ = writeln!(
+        w,
+        "  EPERM      every x32 syscall (nr >= 0x40000000); other architectures: killed"
+    );
+    if !sc.allowed.is_empty() {
+        let _ = writeln!(w, "  policy allows {}", sc.allowed.join(", "));
+    }
+    if !sc.denied.is_empty() {
+        let _ = writeln!(w, "  policy denies {}", sc.denied.join(", "));
+    }
+
+    let code = if cov.unenforced.is_empty() {
+        let _ = writeln!(w, "result       OK: everything in the policy is enforced");
+        ExitCode::Ok
+    } else if pol.compatibility == Compatibility::BestEffort {
+        let _ = writeln!(
+            w,
+            "result       OK (best_effort): {} Landlock right(s) not enforced on this kernel",
+            cov.unenforced.len()
+        );
+        ExitCode::Ok
+    } else {
+        let _ = writeln!(
+            w,
+            "result       FAIL: hard_requirement cannot be met on this kernel (missing: {}); the supervisor would refuse to start",
+            cov.unenforced.join(", ")
+        );
+        ExitCode::Enforcement
+    };
+    Ok((out, code))
+}
+
+fn named(n: &Option<String>) -> String {
+    n.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+}
+
+fn list(items: impl IntoIterator<Item = String>) -> String {
+    let v: Vec<String> = items.into_iter().collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
