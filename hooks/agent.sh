@@ -5,7 +5,7 @@ workspace="${OPENSHELL_WORKSPACE:-/sandbox}"
 trap 'echo "agent: SIGTERM received, saving state and exiting"; exit 0' TERM INT
 
 echo "agent: running as $(id -un 2>/dev/null || id -u) in $(pwd)"
-if echo escape > /etc/openshell-demo-escape 2>/dev/null; then
+if { echo escape > /etc/openshell-demo-escape; } 2>/dev/null; then
     echo "agent: wrote /etc/openshell-demo-escape (NOT sandboxed)"
 else
     echo "agent: writing /etc/openshell-demo-escape was denied (sandboxed)"

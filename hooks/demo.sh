@@ -64,7 +64,7 @@ kill -KILL $child
 wait_phase BackOff || true
 echo "==> phase: $(phase)"
 wait_phase Ready
-echo "==> phase: $(phase) (restarts: $("$sup" status --json --status-dir "$status_dir" | grep -o '"restarts": [0-9]*'))"
+echo "==> phase: $(phase) (restarts: $("$sup" status --json --status-dir "$status_dir" | grep -o '"restarts": [0-9]*' | grep -o '[0-9]*$'))"
 
 echo "==> SIGTERM to the supervisor: graceful stop"
 kill -TERM "$pid"

@@ -1215,3 +1215,54 @@ fn hard_requirement_refuses_to_start_when_unmet() {
     let st = env.status();
     assert_eq!(st.reason, Some(Reason::EnforcementFailed));
 }
+
+#[test]
+fn paths_the_hook_creates_are_granted_to_the_child() {
+    let env = Env::new("hook-creates");
+    // The policy names a workspace that only the hook creates.
+    let ws = env.p("workspace");
+    let text = format!(
+        "version: 1
+filesystem_policy:
+  read_only: [{bin}, /proc]
+  read_write: [{ws}, /dev/null]
+process:
+  run_as_user: nobody
+  run_as_group: nogroup
+",
+        bin = env.p("bin"),
+    );
+    let policy = env.path("policy.yaml");
+    fs::write(&policy, text).unwrap();
+    let h = hook(&env, &format!("mkdir {ws}\nchown nobody:nogroup {ws}\n"));
+    let run = supervise(
+        &env,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--hook",
+            h.to_str().unwrap(),
+            "--restart",
+            "never",
+        ],
+        &[
+            format!("write:{ws}/by-child"),
+            format!("write:{}", env.p("rw/outside")),
+        ],
+    );
+    assert_eq!(run.code, 0);
+    let writes: Vec<i64> = run
+        .out
+        .iter()
+        .filter(|l| l["op"] == "write")
+        .map(|l| l["errno"].as_i64().unwrap())
+        .collect();
+    assert_eq!(writes, [0, EACCES], "workspace writable, rest still denied");
+    assert!(env.path("workspace/by-child").exists());
+    assert!(
+        run.log
+            .iter()
+            .all(|l| l["event"] != "landlock.path_missing"),
+        "the workspace existed when the sandbox was built"
+    );
+}

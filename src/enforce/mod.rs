@@ -170,6 +170,13 @@ impl Sandbox {
         env
     }
 
+    /// Logs each policy path that did not exist when the ruleset was built.
+    pub fn log_missing_paths(&self) {
+        for p in &self.landlock.coverage.missing_paths {
+            warn!(event = "landlock.path_missing", path = %p.display(), "policy path does not exist; it grants nothing");
+        }
+    }
+
     /// Logs what the child will get, and every gap, once at start-up.
     pub fn log_summary(&self) {
         let cov = &self.landlock.coverage;
@@ -193,9 +200,6 @@ impl Sandbox {
         } else if !cov.unenforced.is_empty() {
             warn!(event = "landlock.unenforced", rights = %cov.unenforced.join(","), kernel_abi = cov.kernel_abi,
                 "best_effort: this kernel cannot enforce these Landlock rights; see `supervisor check`");
-        }
-        for p in &cov.missing_paths {
-            warn!(event = "landlock.path_missing", path = %p.display(), "policy path does not exist; it grants nothing");
         }
         if !self.privs.change_ids {
             info!(

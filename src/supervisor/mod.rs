@@ -97,36 +97,63 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         );
         None
     } else {
-        match crate::enforce::Sandbox::prepare(&args.policy, &cwd) {
+        // Paths the hook is about to create are not "missing" yet: report them only once
+        // the sandbox is rebuilt after the hook (see `run`).
+        let hook_will_run = !args.no_hook && args.hook.exists();
+        match prepare_sandbox(&args, &cwd) {
             Ok(s) => {
                 s.log_summary();
+                if !hook_will_run {
+                    s.log_missing_paths();
+                }
                 Some(s)
             }
             Err(e) => {
-                // A wrong policy is a config error; a kernel that cannot enforce a valid
-                // one (hard_requirement) is an enforcement failure.
-                let (event, reason, code) = match e.kind {
-                    crate::enforce::ErrorKind::Invalid => {
-                        ("policy.invalid", Reason::ConfigInvalid, ExitCode::Config)
-                    }
-                    crate::enforce::ErrorKind::Unenforceable => (
-                        "enforce.unsupported",
-                        Reason::EnforcementFailed,
-                        ExitCode::Enforcement,
-                    ),
-                };
-                error!(event, policy = %args.policy.display(), field = e.field.as_deref().unwrap_or(""), error = %e,
-                    "refusing to start; run `supervisor check --policy {}`", args.policy.display());
-                report.phase(Phase::Failed, Some(reason), Some(e.to_string()));
+                report.phase(Phase::Failed, Some(e.reason), Some(e.message));
                 info!(
                     event = "supervisor.exit",
-                    code = code.code(),
+                    code = e.code,
                     phase = "Failed",
                     "supervisor exiting"
                 );
-                return code.code();
+                return e.code;
             }
         }
     };
     run::Supervisor::new(args, events, report, cwd, sandbox).run()
+}
+
+/// Why the sandbox could not be prepared, already logged.
+pub(crate) struct PrepareError {
+    pub reason: Reason,
+    pub message: String,
+    pub code: i32,
+}
+
+/// Reads, validates and compiles the policy; logs a refusal with its event.
+pub(crate) fn prepare_sandbox(
+    args: &cli::RunArgs,
+    cwd: &std::path::Path,
+) -> Result<crate::enforce::Sandbox, PrepareError> {
+    crate::enforce::Sandbox::prepare(&args.policy, cwd).map_err(|e| {
+        // A wrong policy is a config error; a kernel that cannot enforce a valid one
+        // (hard_requirement) is an enforcement failure.
+        let (event, reason, code) = match e.kind {
+            crate::enforce::ErrorKind::Invalid => {
+                ("policy.invalid", Reason::ConfigInvalid, ExitCode::Config)
+            }
+            crate::enforce::ErrorKind::Unenforceable => (
+                "enforce.unsupported",
+                Reason::EnforcementFailed,
+                ExitCode::Enforcement,
+            ),
+        };
+        error!(event, policy = %args.policy.display(), field = e.field.as_deref().unwrap_or(""), error = %e,
+            "refusing to start; run `supervisor check --policy {}`", args.policy.display());
+        PrepareError {
+            reason,
+            message: e.to_string(),
+            code: code.code(),
+        }
+    })
 }

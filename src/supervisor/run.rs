@@ -84,6 +84,9 @@ impl Supervisor {
         if let Err(code) = self.boot() {
             return code;
         }
+        if let Err(code) = self.rebuild_sandbox_after_hook() {
+            return code;
+        }
         loop {
             if self.stop.is_some() {
                 return self.finish_stopped();
@@ -361,6 +364,24 @@ impl Supervisor {
         }
         self.report.status.hook.result = HookResult::Succeeded;
         Ok(())
+    }
+
+    /// The hook may create what the policy names (the workspace, a cache directory):
+    /// Landlock rules hold fds, so a path that did not exist when the sandbox was first
+    /// prepared would grant nothing. Prepare it again against the filesystem as the hook
+    /// left it; the first preparation already proved the policy valid before the hook ran.
+    fn rebuild_sandbox_after_hook(&mut self) -> Result<(), i32> {
+        if self.sandbox.is_none() || self.report.status.hook.result != HookResult::Succeeded {
+            return Ok(());
+        }
+        match super::prepare_sandbox(&self.args, &self.cwd) {
+            Ok(s) => {
+                s.log_missing_paths();
+                self.sandbox = Some(Arc::new(s));
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e.reason, e.message, e.code)),
+        }
     }
 
     // ----- child ---------------------------------------------------------------------
