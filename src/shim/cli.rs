@@ -14,9 +14,7 @@ use std::time::Duration;
 #[command(
     name = "sandboxctl",
     version,
-    after_help = "Phases: Created, Pending, Booting, Starting, Ready, BackOff, Stopping, Stopped, \
-Completed, Failed, Error, Paused, Missing (README.md \"## sandboxctl\" has the derivation table).\n\
-State: <state-root>/<NAME>/{sandbox.json,intent.json,status/status.json}."
+    after_help = "Phases, state layout and exit codes: see --help."
 )]
 pub struct Cli {
     /// Where the per-sandbox host state lives; it also scopes `list` and `--all`
@@ -80,6 +78,7 @@ pub struct CreateArgs {
     /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images").
     #[arg(long, value_name = "IMAGE")]
     pub image: String,
+    /// Container engine for this sandbox; recorded, later verbs use it.
     #[arg(long, value_enum, default_value = "podman")]
     pub backend: Backend,
     /// Environment for the sandbox (repeatable).
@@ -186,6 +185,22 @@ impl Cli {
             })
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
+}
+
+/// The end of `--help`: phases, state layout, exit codes (from the contract's tables).
+pub fn long_help_tail() -> String {
+    let phases: Vec<&str> = crate::contract::SandboxPhase::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    format!(
+        "Phases: {}.\n  While the container runs, the supervisor's own phase (from status.json) passes \
+through; README.md \"## sandboxctl\" has the derivation table.\n\n\
+State: <state-root>/<NAME>/sandbox.json, intent.json, status/status.json (bind-mounted as the \
+supervisor's --status-dir).\n\n{}",
+        phases.join(", "),
+        crate::contract::CtlExit::help_table()
+    )
 }
 
 fn parse_env(s: &str) -> Result<String, String> {

@@ -182,11 +182,10 @@ pub struct Container {
     pub finished_at_raw: String,
 }
 
-/// What the image says it runs.
+/// What the image says it runs (the verbs need only the supervisor's flags).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageConfig {
     pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
 }
 
 /// Everything `create` needs; names are already derived (see `names.rs`).
@@ -219,13 +218,12 @@ impl Engine {
         Engine { backend }
     }
 
-    /// The image's ENTRYPOINT and CMD.
+    /// The image's ENTRYPOINT.
     pub fn image_config(&self, image: &str) -> Result<ImageConfig> {
         #[derive(Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct Config {
             entrypoint: Option<StringOrList>,
-            cmd: Option<StringOrList>,
         }
         let out = self.run(
             "image inspect",
@@ -239,7 +237,6 @@ impl Engine {
             .map_err(|e| self.io_error("image inspect", format!("unreadable image config: {e}")))?;
         Ok(ImageConfig {
             entrypoint: c.entrypoint.map(StringOrList::into_vec).unwrap_or_default(),
-            cmd: c.cmd.map(StringOrList::into_vec).unwrap_or_default(),
         })
     }
 
@@ -468,7 +465,7 @@ fn meaningful_lines(stderr: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Docker and podman both report ENTRYPOINT/CMD as lists; very old images may have a string.
+/// Docker and podman both report ENTRYPOINT as a list; very old images may have a string.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum StringOrList {

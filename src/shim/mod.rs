@@ -19,7 +19,7 @@ use state::StateRoot;
 
 /// Entry point of the `sandboxctl` binary; returns the process exit code.
 pub fn main() -> i32 {
-    let cmd = Cli::command().after_long_help(CtlExit::help_table());
+    let cmd = Cli::command().after_long_help(cli::long_help_tail());
     let cli = match cmd
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m))

@@ -79,13 +79,16 @@ pub fn load_all(root: &StateRoot) -> Result<Vec<Sandbox>, CtlError> {
 /// reached fails every sandbox on it, not the others.
 pub fn observe(sandboxes: &[Sandbox]) -> Vec<Result<View, CtlError>> {
     let mut out: Vec<Option<Result<View, CtlError>>> = sandboxes.iter().map(|_| None).collect();
-    for backend in [Backend::Podman, Backend::Docker] {
+    let mut backends: Vec<Backend> = Vec::new();
+    for sb in sandboxes {
+        if !backends.contains(&sb.record.backend) {
+            backends.push(sb.record.backend);
+        }
+    }
+    for backend in backends {
         let idx: Vec<usize> = (0..sandboxes.len())
             .filter(|&i| sandboxes[i].record.backend == backend)
             .collect();
-        if idx.is_empty() {
-            continue;
-        }
         let names: Vec<String> = idx
             .iter()
             .map(|&i| sandboxes[i].record.container.clone())

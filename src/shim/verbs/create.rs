@@ -204,7 +204,6 @@ mod tests {
     fn image(ep: &[&str]) -> ImageConfig {
         ImageConfig {
             entrypoint: ep.iter().map(|s| s.to_string()).collect(),
-            cmd: vec!["/bin/httpd".into()],
         }
     }
 
