@@ -96,14 +96,17 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
+    /// Sandboxes to start.
     #[arg(required = true, value_name = "NAME")]
     pub names: Vec<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
 
+/// The sandboxes a destructive-or-stopping verb acts on: NAME… or --all.
 #[derive(Debug, Args)]
-pub struct StopArgs {
+pub struct Targets {
+    /// Sandboxes to act on (or --all).
     #[arg(
         value_name = "NAME",
         required_unless_present = "all",
@@ -113,6 +116,12 @@ pub struct StopArgs {
     /// Every sandbox under the state root.
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub targets: Targets,
     /// Seconds the engine waits for the supervisor before SIGKILL (default: recorded at
     /// create, the image's supervisor --grace plus a margin).
     #[arg(long, short = 't', value_name = "SECONDS")]
@@ -121,26 +130,22 @@ pub struct StopArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    #[arg(
-        value_name = "NAME",
-        required_unless_present = "all",
-        conflicts_with = "all"
-    )]
-    pub names: Vec<String>,
-    /// Every sandbox under the state root.
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub targets: Targets,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// The sandbox.
     pub name: String,
+    /// Fields for people, or the whole document as JSON.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// One row per sandbox, or a JSON array of the `status -o json` documents.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: OutputFormat,
 }
@@ -252,7 +257,7 @@ mod tests {
 
         let cli = Cli::try_parse_from(["sandboxctl", "stop", "--all", "-t", "3"]).unwrap();
         let Verb::Stop(s) = cli.verb else { panic!() };
-        assert!(s.all && s.names.is_empty() && s.time == Some(3));
+        assert!(s.targets.all && s.targets.names.is_empty() && s.time == Some(3));
         let cli =
             Cli::try_parse_from(["sandboxctl", "start", "a", "b", "--timeout", "5s"]).unwrap();
         let Verb::Start(s) = cli.verb else { panic!() };

@@ -11,7 +11,7 @@ use tracing::info;
 
 pub fn delete(root: &StateRoot, args: &DeleteArgs) -> i32 {
     let mut outcome = Outcome::default();
-    if let Some(list) = outcome.record(targets(root, &args.names, args.all)) {
+    if let Some(list) = outcome.record(targets(root, &args.targets)) {
         for sb in list {
             if let Some(sb) = outcome.record(sb) {
                 outcome.record(delete_one(&sb));

@@ -29,7 +29,7 @@ pub fn start(root: &StateRoot, args: &StartArgs) -> i32 {
 
 pub fn stop(root: &StateRoot, args: &StopArgs) -> i32 {
     let mut outcome = Outcome::default();
-    if let Some(list) = outcome.record(targets(root, &args.names, args.all)) {
+    if let Some(list) = outcome.record(targets(root, &args.targets)) {
         for sb in list {
             if let Some(sb) = outcome.record(sb) {
                 outcome.record(stop_one(&sb, args.time, "stop"));
