@@ -20,7 +20,8 @@
 //! The supervisor's `started_at` must not be older than the engine's `StartedAt` (less a small
 //! tolerance: the engine stamps StartedAt a few ms after the process starts), and must be
 //! newer than the end of the previous run (while running, the engine's `FinishedAt` is the
-//! previous run's end) and not newer than the end of the last run (once exited).
+//! previous run's end) and, once exited, not newer than the end of the last run (with the same
+//! tolerance: podman's FinishedAt comes from a coarse clock).
 
 use super::engine::{Container, ContainerState};
 use super::state::Intent;
@@ -28,11 +29,13 @@ use crate::contract::time::parse_rfc3339;
 use crate::contract::{Phase, SandboxPhase, Status};
 use std::time::Duration;
 
-/// How much earlier than the engine's StartedAt the supervisor may stamp its own start.
-/// Measured: 1-3 ms on an idle machine; a loaded one can be far slower between runc starting
-/// the process and the engine recording it. A previous run's file can only pass this check
-/// if that run lasted less than this, and then the other two bounds still apply.
-pub const START_SKEW: Duration = Duration::from_secs(2);
+/// How far the engine's timestamps may be off from the supervisor's own. The engine stamps
+/// StartedAt a few ms after the process starts (1-3 ms measured on an idle machine; a loaded
+/// one can be far slower), and podman takes FinishedAt from a file's mtime, i.e. the kernel's
+/// coarse clock, which was measured up to 1 ms *before* StartedAt for a supervisor that
+/// failed at once. A previous run's file can only pass the StartedAt bound if that run
+/// lasted less than this; while running, the previous FinishedAt still tells them apart.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(2);
 
 /// Reason strings of sandbox-level phases (Failed carries the supervisor's own reason).
 pub const REASON_UNEXPECTED_EXIT: &str = "unexpected_exit";
@@ -68,12 +71,12 @@ pub fn status_is_current(status: &Status, c: &Container) -> bool {
     else {
         return false;
     };
-    if sup + START_SKEW < started {
+    if sup + CLOCK_SKEW < started {
         return false;
     }
     match (&c.state, c.finished_at) {
         // The run is over: its supervisor started before it ended.
-        (ContainerState::Exited, Some(fin)) => sup <= fin,
+        (ContainerState::Exited, Some(fin)) => sup <= fin + CLOCK_SKEW,
         // Still running: FinishedAt, when older than StartedAt, ended the previous run,
         // and this supervisor started after it.
         (_, Some(fin)) if fin < started => sup > fin,
