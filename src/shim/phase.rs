@@ -383,6 +383,22 @@ mod tests {
     }
 
     #[test]
+    fn podman_coarse_finished_at_before_started_at() {
+        // Measured with podman 4.3: a supervisor that failed at once (agent not found).
+        // StartedAt .079544583, FinishedAt .078736534 (coarse mtime), supervisor .080.
+        let mut c = container(Exited, None, None, 127);
+        c.started_at = parse_rfc3339("2026-11-22T14:46:00.079544583Z");
+        c.finished_at = parse_rfc3339("2026-11-22T14:46:00.078736534Z");
+        let mut s = status(Phase::Failed, 0);
+        s.supervisor.started_at = "2026-11-22T14:46:00.080Z".into();
+        s.reason = Some(Reason::SpawnFailed);
+        let d = derive(Some(&c), Intent::Running, Some(&s));
+        assert!(d.status_current);
+        assert_eq!(d.phase, SandboxPhase::Failed);
+        assert_eq!(d.reason.as_deref(), Some("spawn_failed"));
+    }
+
+    #[test]
     fn unknown_engine_states_are_errors_naming_the_state() {
         let c = container(Other("restarting".into()), Some(0), None, 0);
         let d = derive(Some(&c), Intent::Running, None);
