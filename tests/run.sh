@@ -9,7 +9,9 @@ export DEBIAN_FRONTEND=noninteractive
 log() { printf '\n==> %s\n' "$*"; }
 
 log "installing test dependencies"
-apt_pkgs=(busybox-static util-linux procps)
+# podman + runc (crun cannot run here), docker.io (dockerd 20.10), busybox-static and
+# binutils (readelf) for images/build.sh.
+apt_pkgs=(busybox-static util-linux procps binutils podman runc docker.io)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -19,11 +21,51 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+log "container engines"
+# podman on these machines needs runc and explicit rlimits (no CAP_SYS_RESOURCE): a drop-in
+# that adds to the configuration chain (CONTAINERS_CONF would replace it).
+conf=/etc/containers/containers.conf.d/50-openshell.conf
+want='[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+runtime = "runc"'
+if [[ "$(cat "$conf" 2>/dev/null)" != "$want" ]]; then
+    mkdir -p "$(dirname "$conf")"
+    printf '%s\n' "$want" >"$conf"
+fi
+podman info >/dev/null
+
+dockerd_pid=
+dockerd_log="${TMPDIR:-/tmp}/openshell-tests-dockerd.log"
+stop_dockerd() {
+    if [[ -n "$dockerd_pid" ]]; then
+        kill "$dockerd_pid" 2>/dev/null || true
+        wait "$dockerd_pid" 2>/dev/null || true
+    fi
+}
+trap stop_dockerd EXIT
+if ! docker info >/dev/null 2>&1; then
+    # No bridge or iptables on these machines: sandboxes need no network to be tested.
+    dockerd --iptables=false --ip-forward=false --bridge=none >"$dockerd_log" 2>&1 &
+    dockerd_pid=$!
+    for _ in $(seq 60); do
+        docker info >/dev/null 2>&1 && break
+        kill -0 "$dockerd_pid" 2>/dev/null || break
+        sleep 1
+    done
+    if ! docker info >/dev/null 2>&1; then
+        echo "dockerd did not come up; its log ($dockerd_log):" >&2
+        tail -n 30 "$dockerd_log" >&2
+        exit 1
+    fi
+fi
+
 log "cargo fmt --check"
 cargo fmt --check
 log "cargo clippy"
 cargo clippy --all-targets -- -D warnings
 log "cargo build --release"
+# The sandboxctl tests build their image (images/build.sh) from this release supervisor.
 cargo build --release
 log "cargo test"
 cargo test --all-targets

@@ -90,26 +90,32 @@ pub fn path_in(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
 }
 
+/// Replaces `dir/name` with `body` atomically (temp file, fsync, rename, directory fsync):
+/// a reader sees the old file or the new one, and the new one survives a power cut once this
+/// returns. Also used by `sandboxctl` for its intent file.
+pub fn write_file_atomic(dir: &Path, name: &str, body: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, dir.join(name))?;
+    // The rename itself is durable only once the directory is synced.
+    fs::File::open(dir)?.sync_all()
+}
+
 impl Status {
-    /// Writes the status atomically: a reader sees the old file or the new one, never a
-    /// torn one, and the new one survives a power cut once this returns.
+    /// Writes the status atomically (see [`write_file_atomic`]).
     pub fn write_atomic(&self, dir: &Path) -> io::Result<()> {
         let mut body = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         body.push(b'\n');
-        let tmp = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path_in(dir))?;
-        // The rename itself is durable only once the directory is synced.
-        fs::File::open(dir)?.sync_all()
+        write_file_atomic(dir, FILE_NAME, &body)
     }
 
     pub fn read(dir: &Path) -> io::Result<Status> {

@@ -1,0 +1,300 @@
+//! Command line of `sandboxctl`.
+
+use super::engine::Backend;
+use super::state::{DEFAULT_ROOT, ROOT_ENV};
+use crate::log::{Format, LogLevel};
+use crate::supervisor::cli::parse_duration;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Host-side control of openshell sandboxes on podman or docker: create, stop and start
+/// without losing the workspace, and report each sandbox's true phase.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sandboxctl",
+    version,
+    after_help = "Phases, state layout and exit codes: see --help."
+)]
+pub struct Cli {
+    /// Where the per-sandbox host state lives; it also scopes `list` and `--all`
+    /// [env: OPENSHELL_STATE_ROOT] [default: /var/lib/openshell/sandboxes]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_root: Option<PathBuf>,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: Format,
+    /// Lowest level that is logged on stderr (debug shows every engine command).
+    #[arg(long, global = true, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Create the workspace volume, the host state and the container, then start it.
+    Create(CreateArgs),
+    /// Start (or resume) sandboxes; idempotent. The boot hook runs again on every start.
+    Start(StartArgs),
+    /// Stop sandboxes gracefully, keeping the container and the workspace volume.
+    Stop(StopArgs),
+    /// Delete sandboxes: container, workspace volume and host state. Destructive.
+    Delete(DeleteArgs),
+    /// Show one sandbox's phase and why.
+    Status(StatusArgs),
+    /// Show every sandbox under the state root.
+    List(ListArgs),
+    /// Print phase transitions as they happen, until --count or --timeout.
+    Watch(WatchArgs),
+    /// Start every sandbox whose recorded intent is running but whose container is not
+    /// (run at host or gateway boot); intentionally stopped ones stay stopped.
+    Resume(ResumeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WaitArgs {
+    /// Return right after the engine started the container instead of waiting for Ready.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Wait for Ready or Failed (the default; conflicts with --no-wait).
+    #[arg(long, conflicts_with = "no_wait")]
+    pub wait: bool,
+    /// Give up waiting after this long (e.g. 90s, 5m); the sandbox keeps starting.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Sandbox name: a DNS label (lowercase letters, digits, '-'; at most 42 characters).
+    pub name: String,
+    /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images").
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+    /// Container engine for this sandbox; recorded, later verbs use it.
+    #[arg(long, value_enum, default_value = "podman")]
+    pub backend: Backend,
+    /// Environment for the sandbox (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<String>,
+    /// Create only; the recorded intent is "stopped" until `start`.
+    #[arg(long)]
+    pub no_start: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// The agent command, replacing the image's CMD (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Sandboxes to start.
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// The sandboxes a destructive-or-stopping verb acts on: NAME… or --all.
+#[derive(Debug, Args)]
+pub struct Targets {
+    /// Sandboxes to act on (or --all).
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub names: Vec<String>,
+    /// Every sandbox under the state root.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Seconds the engine waits for the supervisor before SIGKILL (default: recorded at
+    /// create, the image's supervisor --grace plus a margin).
+    #[arg(long, short = 't', value_name = "SECONDS")]
+    pub time: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sandbox.
+    pub name: String,
+    /// Fields for people, or the whole document as JSON.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// One row per sandbox, or a JSON array of the `status -o json` documents.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only this sandbox (default: every sandbox under the state root).
+    pub name: Option<String>,
+    /// JSON lines ({"ts","sandbox","phase","previous",…}) or one text line per transition.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: OutputFormat,
+    /// Stop after printing this many transitions (the first observation of each sandbox
+    /// counts as one).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this long (exit 0, or the timeout code when --count was not reached).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Time between two observations.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Every sandbox under the state root (required: resume is a sweep).
+    #[arg(long, required = true)]
+    pub all: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+impl Cli {
+    /// `--state-root`, else $OPENSHELL_STATE_ROOT, else the default.
+    pub fn state_root(&self) -> PathBuf {
+        self.state_root
+            .clone()
+            .or_else(|| {
+                std::env::var_os(ROOT_ENV)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
+    }
+}
+
+/// The end of `--help`: phases, state layout, exit codes (from the contract's tables).
+pub fn long_help_tail() -> String {
+    let phases: Vec<&str> = crate::contract::SandboxPhase::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    format!(
+        "Phases: {}.\n  While the container runs, the supervisor's own phase (from status.json) passes \
+through; README.md \"## sandboxctl\" has the derivation table.\n\n\
+State: <state-root>/<NAME>/sandbox.json, intent.json, status/status.json (bind-mounted as the \
+supervisor's --status-dir).\n\n{}",
+        phases.join(", "),
+        crate::contract::CtlExit::help_table()
+    )
+}
+
+fn parse_env(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() => Ok(s.to_owned()),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_verbs() {
+        let cli = Cli::try_parse_from([
+            "sandboxctl",
+            "--state-root",
+            "/tmp/x",
+            "create",
+            "a",
+            "--image",
+            "img",
+            "--backend",
+            "docker",
+            "-e",
+            "A=1",
+            "--env",
+            "B=",
+            "--no-start",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1",
+        ])
+        .unwrap();
+        assert_eq!(cli.state_root(), PathBuf::from("/tmp/x"));
+        let Verb::Create(c) = cli.verb else { panic!() };
+        assert_eq!(c.backend, Backend::Docker);
+        assert_eq!(c.env, ["A=1", "B="]);
+        assert!(c.no_start);
+        assert_eq!(c.command, ["sh", "-c", "sleep 1"]);
+
+        let cli = Cli::try_parse_from(["sandboxctl", "stop", "--all", "-t", "3"]).unwrap();
+        let Verb::Stop(s) = cli.verb else { panic!() };
+        assert!(s.targets.all && s.targets.names.is_empty() && s.time == Some(3));
+        let cli =
+            Cli::try_parse_from(["sandboxctl", "start", "a", "b", "--timeout", "5s"]).unwrap();
+        let Verb::Start(s) = cli.verb else { panic!() };
+        assert_eq!(s.names, ["a", "b"]);
+        assert_eq!(s.wait.timeout, Duration::from_secs(5));
+        assert!(!s.wait.no_wait);
+        let cli =
+            Cli::try_parse_from(["sandboxctl", "watch", "-o", "json", "--count", "2"]).unwrap();
+        let Verb::Watch(w) = cli.verb else { panic!() };
+        assert_eq!(
+            (w.name, w.output, w.count),
+            (None, OutputFormat::Json, Some(2))
+        );
+    }
+
+    #[test]
+    fn refuses_ambiguous_or_incomplete_commands() {
+        for argv in [
+            &["sandboxctl", "stop"][..],
+            &["sandboxctl", "stop", "a", "--all"],
+            &["sandboxctl", "delete"],
+            &["sandboxctl", "resume"],
+            &["sandboxctl", "start"],
+            &["sandboxctl", "start", "a", "--wait", "--no-wait"],
+            &["sandboxctl", "create", "a"],
+            &[
+                "sandboxctl",
+                "create",
+                "a",
+                "--image",
+                "i",
+                "-e",
+                "NOEQUALS",
+            ],
+            &["sandboxctl", "list", "-o", "yaml"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
+        }
+    }
+}

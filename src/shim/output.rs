@@ -1,0 +1,200 @@
+//! Rendering views for people (table) and programs (JSON).
+
+use super::observe::View;
+use crate::contract::time::now_rfc3339;
+use crate::contract::SandboxPhase;
+use serde_json::{json, Value};
+
+/// The JSON document of one sandbox (`status -o json`, one element of `list -o json`).
+pub fn view_json(v: &View) -> Value {
+    let r = &v.sandbox.record;
+    let d = &v.derived;
+    json!({
+        "name": v.sandbox.name.as_str(),
+        "backend": r.backend,
+        "phase": d.phase,
+        "reason": d.reason,
+        "message": d.message,
+        "exit_code": d.exit_code,
+        "intent": v.intent.intent,
+        "intent_at": v.intent.at,
+        "intent_by": v.intent.by,
+        "image": r.image,
+        "container": v.container.as_ref().map(|c| json!({
+            "name": c.name,
+            "state": c.raw_state,
+            "exit_code": c.exit_code,
+            "started_at": c.started_at_raw,
+            "finished_at": c.finished_at_raw,
+        })),
+        "container_name": r.container,
+        "volume": r.volume,
+        "state_dir": v.sandbox.dir.path,
+        "status_current": d.status_current,
+        "supervisor_status": v.status,
+    })
+}
+
+/// `NAME BACKEND PHASE INTENT EXIT DETAIL`, columns sized to their content.
+pub fn table(views: &[View]) -> String {
+    let header = ["NAME", "BACKEND", "PHASE", "INTENT", "EXIT", "DETAIL"];
+    let rows: Vec<[String; 6]> = views
+        .iter()
+        .map(|v| {
+            let d = &v.derived;
+            [
+                v.sandbox.name.to_string(),
+                v.sandbox.record.backend.to_string(),
+                d.phase.to_string(),
+                v.intent.intent.as_str().to_owned(),
+                d.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+                detail(d.reason.as_deref(), d.message.as_deref()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// `status NAME` for people: one field per line.
+pub fn describe(v: &View) -> String {
+    let r = &v.sandbox.record;
+    let d = &v.derived;
+    let mut fields: Vec<(&str, String)> = vec![
+        ("name", v.sandbox.name.to_string()),
+        ("backend", r.backend.to_string()),
+        ("phase", d.phase.to_string()),
+    ];
+    if let Some(reason) = &d.reason {
+        fields.push(("reason", reason.clone()));
+    }
+    if let Some(m) = &d.message {
+        fields.push(("message", m.clone()));
+    }
+    if let Some(c) = d.exit_code {
+        fields.push(("exit code", c.to_string()));
+    }
+    fields.push((
+        "intent",
+        format!(
+            "{} (by {} at {})",
+            v.intent.intent.as_str(),
+            v.intent.by,
+            v.intent.at
+        ),
+    ));
+    fields.push((
+        "container",
+        match &v.container {
+            Some(c) => format!(
+                "{} ({}, started {}, finished {})",
+                c.name, c.raw_state, c.started_at_raw, c.finished_at_raw
+            ),
+            None => format!("{} (gone)", r.container),
+        },
+    ));
+    fields.push(("volume", r.volume.clone()));
+    fields.push(("image", r.image.clone()));
+    fields.push((
+        "supervisor",
+        match &v.status {
+            None => "no status.json yet".to_owned(),
+            Some(s) => format!(
+                "{} since {} (started {}, restarts {}){}",
+                s.phase,
+                s.since,
+                s.supervisor.started_at,
+                s.restarts,
+                if d.status_current {
+                    ""
+                } else {
+                    " [stale: written by an earlier run]"
+                }
+            ),
+        },
+    ));
+    fields.push(("state dir", v.sandbox.dir.path.display().to_string()));
+    let w = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    fields
+        .iter()
+        .map(|(k, val)| format!("{:<w$} {val}\n", format!("{k}:")))
+        .collect()
+}
+
+/// A one-line summary for the action verbs: `NAME: PHASE (reason: message)`.
+pub fn summary(v: &View) -> String {
+    let d = &v.derived;
+    let detail = detail(d.reason.as_deref(), d.message.as_deref());
+    if detail.is_empty() {
+        format!("{}: {}", v.sandbox.name, d.phase)
+    } else {
+        format!("{}: {} ({detail})", v.sandbox.name, d.phase)
+    }
+}
+
+fn detail(reason: Option<&str>, message: Option<&str>) -> String {
+    match (reason, message) {
+        (Some(r), Some(m)) => format!("{r}: {m}"),
+        (Some(r), None) => r.to_owned(),
+        (None, Some(m)) => m.to_owned(),
+        (None, None) => String::new(),
+    }
+}
+
+/// One `watch` transition.
+pub struct Transition<'a> {
+    pub sandbox: &'a str,
+    pub phase: SandboxPhase,
+    pub previous: Option<SandboxPhase>,
+    pub reason: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub exit_code: Option<i32>,
+}
+
+pub fn transition_json(t: &Transition<'_>) -> String {
+    json!({
+        "ts": now_rfc3339(),
+        "sandbox": t.sandbox,
+        "phase": t.phase,
+        "previous": t.previous,
+        "reason": t.reason,
+        "message": t.message,
+        "exit_code": t.exit_code,
+    })
+    .to_string()
+}
+
+pub fn transition_text(t: &Transition<'_>) -> String {
+    let prev = t.previous.map_or("-".to_owned(), |p| p.to_string());
+    let mut s = format!("{} {} {prev} -> {}", now_rfc3339(), t.sandbox, t.phase);
+    let detail = detail(t.reason, t.message);
+    if !detail.is_empty() {
+        s.push_str(&format!(" ({detail})"));
+    }
+    if let Some(c) = t.exit_code {
+        s.push_str(&format!(" [exit {c}]"));
+    }
+    s
+}

@@ -1,0 +1,421 @@
+//! Deriving a sandbox's phase from what can be observed: the engine's container state and
+//! exit code, the recorded intent, and the supervisor's status.json. Pure functions, so
+//! every row of the table is unit-tested.
+//!
+//! | container                 | intent  | status.json of this run    | phase                 |
+//! |---------------------------|---------|----------------------------|-----------------------|
+//! | gone                      | any     | any                        | Missing               |
+//! | created, never started    | any     | any                        | Created               |
+//! | paused                    | any     | any                        | Paused                |
+//! | running                   | any     | phase P                    | P (passthrough)       |
+//! | running                   | any     | none, or an older run's    | Pending               |
+//! | exited                    | stopped | any                        | Stopped               |
+//! | exited                    | running | Stopped / Failed / Completed | the same (Failed with its reason) |
+//! | exited                    | running | none, stale, or non-terminal | Error (with exit code) |
+//! | other engine state        | any     | any                        | Error (engine state)  |
+//!
+//! A status file on the host outlives its writer: after `kill` it still says `Ready`. It is
+//! trusted only when it was written by the supervisor of the engine's current (or last) run:
+//! the supervisor is PID 1 in its namespace, so pids cannot be compared; start times can.
+//! The supervisor's `started_at` must not be older than the engine's `StartedAt` (less a small
+//! tolerance: the engine stamps StartedAt a few ms after the process starts), and must be
+//! newer than the end of the previous run (while running, the engine's `FinishedAt` is the
+//! previous run's end) and, once exited, not newer than the end of the last run (with the same
+//! tolerance: podman's FinishedAt comes from a coarse clock).
+
+use super::engine::{Container, ContainerState};
+use super::state::Intent;
+use crate::contract::time::parse_rfc3339;
+use crate::contract::{Phase, SandboxPhase, Status};
+use std::time::Duration;
+
+/// How far the engine's timestamps may be off from the supervisor's own. The engine stamps
+/// StartedAt a few ms after the process starts (1-3 ms measured on an idle machine; a loaded
+/// one can be far slower), and podman takes FinishedAt from a file's mtime, i.e. the kernel's
+/// coarse clock, which was measured up to 1 ms *before* StartedAt for a supervisor that
+/// failed at once. A previous run's file can only pass the StartedAt bound if that run
+/// lasted less than this; while running, the previous FinishedAt still tells them apart.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(2);
+
+/// Reason strings of sandbox-level phases (Failed carries the supervisor's own reason).
+pub const REASON_UNEXPECTED_EXIT: &str = "unexpected_exit";
+pub const REASON_OOM_KILLED: &str = "oom_killed";
+pub const REASON_ENGINE_STATE: &str = "engine_state";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    pub phase: SandboxPhase,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    /// The container's exit code, once it has ended.
+    pub exit_code: Option<i32>,
+    /// Whether status.json was written by the current (or last) run.
+    pub status_current: bool,
+}
+
+impl Derived {
+    fn new(phase: SandboxPhase) -> Derived {
+        Derived {
+            phase,
+            reason: None,
+            message: None,
+            exit_code: None,
+            status_current: false,
+        }
+    }
+}
+
+/// True when `status` was written by the supervisor of `c`'s current (or last) run.
+pub fn status_is_current(status: &Status, c: &Container) -> bool {
+    let (Some(sup), Some(started)) = (parse_rfc3339(&status.supervisor.started_at), c.started_at)
+    else {
+        return false;
+    };
+    if sup + CLOCK_SKEW < started {
+        return false;
+    }
+    match (&c.state, c.finished_at) {
+        // The run is over: its supervisor started before it ended.
+        (ContainerState::Exited, Some(fin)) => sup <= fin + CLOCK_SKEW,
+        // Still running: FinishedAt, when older than StartedAt, ended the previous run,
+        // and this supervisor started after it.
+        (_, Some(fin)) if fin < started => sup > fin,
+        _ => true,
+    }
+}
+
+pub fn derive(container: Option<&Container>, intent: Intent, status: Option<&Status>) -> Derived {
+    let Some(c) = container else {
+        let mut d = Derived::new(SandboxPhase::Missing);
+        d.message = Some(
+            "the engine has no container for this sandbox (removed outside sandboxctl); \
+             `sandboxctl delete` cleans up the rest"
+                .to_owned(),
+        );
+        return d;
+    };
+    let current = status.filter(|s| status_is_current(s, c));
+    let mut d = match &c.state {
+        ContainerState::Created => Derived::new(SandboxPhase::Created),
+        ContainerState::Paused => Derived::new(SandboxPhase::Paused),
+        ContainerState::Running => match current {
+            Some(s) => passthrough(s),
+            None => {
+                let mut d = Derived::new(SandboxPhase::Pending);
+                d.message = Some("running; the supervisor has not reported yet".to_owned());
+                d
+            }
+        },
+        ContainerState::Exited => exited(c, intent, current),
+        ContainerState::Other(state) => {
+            let mut d = Derived::new(SandboxPhase::Error);
+            d.reason = Some(REASON_ENGINE_STATE.to_owned());
+            d.message = Some(format!("the engine reports the container as {state:?}"));
+            d
+        }
+    };
+    d.status_current = current.is_some();
+    d
+}
+
+fn passthrough(s: &Status) -> Derived {
+    let mut d = Derived::new(SandboxPhase::from_supervisor(s.phase));
+    d.reason = s.reason.map(|r| r.as_str().to_owned());
+    d.message = s.message.clone();
+    d
+}
+
+fn exited(c: &Container, intent: Intent, current: Option<&Status>) -> Derived {
+    let code = c.exit_code;
+    let mut d = if intent == Intent::Stopped {
+        // An intentional stop is Stopped whatever the exit looked like: the engine may have
+        // had to SIGKILL a supervisor that overran its stop timeout.
+        let mut d = Derived::new(SandboxPhase::Stopped);
+        if code != 0 {
+            d.message = Some(format!("stopped on request; {}", describe_exit(code)));
+        }
+        d
+    } else {
+        match current {
+            Some(s) if matches!(s.phase, Phase::Stopped | Phase::Completed) => passthrough(s),
+            Some(s) if s.phase == Phase::Failed => {
+                let mut d = passthrough(s);
+                if d.reason.is_none() {
+                    d.reason = Some(REASON_UNEXPECTED_EXIT.to_owned());
+                }
+                d
+            }
+            last => {
+                let mut d = Derived::new(SandboxPhase::Error);
+                d.reason = Some(
+                    if c.oom_killed {
+                        REASON_OOM_KILLED
+                    } else {
+                        REASON_UNEXPECTED_EXIT
+                    }
+                    .to_owned(),
+                );
+                let last = last.map_or("nothing".to_owned(), |s| s.phase.to_string());
+                let mut m = format!(
+                    "the container ended without a stop request: {}; the supervisor's last report for this run: {last}",
+                    describe_exit(code)
+                );
+                if !c.error.is_empty() {
+                    m.push_str(&format!("; engine: {}", c.error));
+                }
+                d.message = Some(m);
+                d
+            }
+        }
+    };
+    d.exit_code = Some(code);
+    d
+}
+
+fn describe_exit(code: i32) -> String {
+    match code {
+        137 => {
+            "exit 137 (SIGKILL: killed, e.g. by `kill`, the OOM killer or a power cut)".to_owned()
+        }
+        143 => "exit 143 (SIGTERM)".to_owned(),
+        c if c > 128 && c < 160 => format!("exit {c} (signal {})", c - 128),
+        c => format!("exit {c}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::status::{HookInfo, HookResult, SupervisorInfo, SCHEMA_VERSION};
+    use crate::contract::time::rfc3339;
+    use crate::contract::Reason;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    const T0: u64 = 1_795_357_000_000; // ms since the epoch
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(T0 + ms)
+    }
+
+    fn container(
+        state: ContainerState,
+        started: Option<u64>,
+        finished: Option<u64>,
+        code: i32,
+    ) -> Container {
+        Container {
+            name: "openshell-a".into(),
+            raw_state: format!("{state:?}"),
+            state,
+            exit_code: code,
+            oom_killed: false,
+            error: String::new(),
+            started_at: started.map(at),
+            finished_at: finished.map(at),
+            started_at_raw: String::new(),
+            finished_at_raw: String::new(),
+        }
+    }
+
+    fn status(phase: Phase, sup_started: u64) -> Status {
+        Status {
+            schema_version: SCHEMA_VERSION,
+            phase,
+            reason: (phase == Phase::Failed).then_some(Reason::HookFailed),
+            message: (phase == Phase::Failed).then(|| "hook exited 3".to_owned()),
+            since: rfc3339(at(sup_started + 5)),
+            supervisor: SupervisorInfo {
+                pid: 1,
+                started_at: rfc3339(at(sup_started)),
+                version: "0.1.0".into(),
+            },
+            child: None,
+            restarts: 0,
+            last_exit: None,
+            hook: HookInfo {
+                path: None,
+                result: HookResult::Pending,
+                exit_code: None,
+                signal: None,
+                duration_ms: None,
+            },
+        }
+    }
+
+    use ContainerState::*;
+
+    #[test]
+    fn missing_created_paused() {
+        let d = derive(None, Intent::Running, None);
+        assert_eq!(d.phase, SandboxPhase::Missing);
+        assert!(d.message.unwrap().contains("sandboxctl delete"));
+        let c = container(Created, None, None, 0);
+        assert_eq!(
+            derive(Some(&c), Intent::Stopped, None).phase,
+            SandboxPhase::Created
+        );
+        let c = container(Paused, Some(0), None, 0);
+        assert_eq!(
+            derive(Some(&c), Intent::Running, None).phase,
+            SandboxPhase::Paused
+        );
+    }
+
+    #[test]
+    fn running_passes_the_current_supervisor_phase_through() {
+        // First run: the supervisor stamps itself 2 ms before the engine does.
+        let c = container(Running, Some(1000), None, 0);
+        for p in [
+            Phase::Booting,
+            Phase::Starting,
+            Phase::Ready,
+            Phase::BackOff,
+            Phase::Stopping,
+        ] {
+            let d = derive(Some(&c), Intent::Running, Some(&status(p, 998)));
+            assert_eq!(d.phase.as_str(), p.as_str());
+            assert!(d.status_current);
+            assert_eq!(d.exit_code, None);
+        }
+        let d = derive(
+            Some(&c),
+            Intent::Running,
+            Some(&status(Phase::Failed, 1000)),
+        );
+        assert_eq!(
+            (d.phase, d.reason.as_deref()),
+            (SandboxPhase::Failed, Some("hook_failed"))
+        );
+    }
+
+    #[test]
+    fn running_with_an_older_runs_status_is_pending() {
+        // Previous run 0..10_000 ended Ready (killed); restarted at 10_500.
+        let c = container(Running, Some(10_500), Some(10_000), 137);
+        let d = derive(Some(&c), Intent::Running, Some(&status(Phase::Ready, 0)));
+        assert_eq!(d.phase, SandboxPhase::Pending);
+        assert!(!d.status_current);
+        // Even a short previous run (inside the skew window) is told apart by FinishedAt.
+        let c = container(Running, Some(1_500), Some(1_200), 0);
+        let d = derive(
+            Some(&c),
+            Intent::Running,
+            Some(&status(Phase::Ready, 1_000)),
+        );
+        assert_eq!(d.phase, SandboxPhase::Pending);
+        // The new supervisor's own file is trusted.
+        let d = derive(
+            Some(&c),
+            Intent::Running,
+            Some(&status(Phase::Booting, 1_498)),
+        );
+        assert_eq!(d.phase, SandboxPhase::Booting);
+        // No file at all.
+        assert_eq!(
+            derive(Some(&c), Intent::Running, None).phase,
+            SandboxPhase::Pending
+        );
+    }
+
+    #[test]
+    fn intentional_stop_is_stopped_never_error() {
+        let c = container(Exited, Some(0), Some(5_000), 0);
+        let d = derive(Some(&c), Intent::Stopped, Some(&status(Phase::Stopped, 0)));
+        assert_eq!((d.phase, d.exit_code), (SandboxPhase::Stopped, Some(0)));
+        // The engine had to SIGKILL it after the stop timeout: still Stopped, with a note.
+        let c = container(Exited, Some(0), Some(5_000), 137);
+        let d = derive(Some(&c), Intent::Stopped, Some(&status(Phase::Stopping, 0)));
+        assert_eq!((d.phase, d.exit_code), (SandboxPhase::Stopped, Some(137)));
+        assert!(d.message.unwrap().contains("SIGKILL"));
+        // A plain `podman stop` behind sandboxctl's back: the supervisor said Stopped.
+        let c = container(Exited, Some(0), Some(5_000), 0);
+        let d = derive(Some(&c), Intent::Running, Some(&status(Phase::Stopped, 0)));
+        assert_eq!(d.phase, SandboxPhase::Stopped);
+    }
+
+    #[test]
+    fn power_cut_is_error_with_the_exit_code_despite_a_ready_file() {
+        let c = container(Exited, Some(0), Some(5_000), 137);
+        let d = derive(Some(&c), Intent::Running, Some(&status(Phase::Ready, 0)));
+        assert_eq!(d.phase, SandboxPhase::Error);
+        assert_eq!(d.exit_code, Some(137));
+        assert_eq!(d.reason.as_deref(), Some(REASON_UNEXPECTED_EXIT));
+        let m = d.message.unwrap();
+        assert!(
+            m.contains("exit 137") && m.contains("last report for this run: Ready"),
+            "{m}"
+        );
+        // No status at all (died before the supervisor wrote one).
+        let d = derive(Some(&c), Intent::Running, None);
+        assert_eq!(d.phase, SandboxPhase::Error);
+        // OOM is named.
+        let mut c = c;
+        c.oom_killed = true;
+        let d = derive(Some(&c), Intent::Running, None);
+        assert_eq!(d.reason.as_deref(), Some(REASON_OOM_KILLED));
+    }
+
+    #[test]
+    fn a_previous_runs_stopped_file_does_not_hide_a_crash() {
+        // Run 1 (0..5_000) was stopped cleanly; run 2 started at 60_000 and was killed
+        // before its supervisor wrote anything.
+        let c = container(Exited, Some(60_000), Some(60_050), 137);
+        let d = derive(Some(&c), Intent::Running, Some(&status(Phase::Stopped, 0)));
+        assert_eq!(d.phase, SandboxPhase::Error);
+        assert!(!d.status_current);
+    }
+
+    #[test]
+    fn supervisor_verdicts_on_exit() {
+        let c = container(Exited, Some(0), Some(900), 80);
+        let d = derive(Some(&c), Intent::Running, Some(&status(Phase::Failed, 0)));
+        assert_eq!(d.phase, SandboxPhase::Failed);
+        assert_eq!(d.reason.as_deref(), Some("hook_failed"));
+        assert_eq!(d.message.as_deref(), Some("hook exited 3"));
+        assert_eq!(d.exit_code, Some(80));
+        let c = container(Exited, Some(0), Some(900), 0);
+        let d = derive(
+            Some(&c),
+            Intent::Running,
+            Some(&status(Phase::Completed, 0)),
+        );
+        assert_eq!(d.phase, SandboxPhase::Completed);
+    }
+
+    #[test]
+    fn podman_coarse_finished_at_before_started_at() {
+        // Measured with podman 4.3: a supervisor that failed at once (agent not found).
+        // StartedAt .079544583, FinishedAt .078736534 (coarse mtime), supervisor .080.
+        let mut c = container(Exited, None, None, 127);
+        c.started_at = parse_rfc3339("2026-11-22T14:46:00.079544583Z");
+        c.finished_at = parse_rfc3339("2026-11-22T14:46:00.078736534Z");
+        let mut s = status(Phase::Failed, 0);
+        s.supervisor.started_at = "2026-11-22T14:46:00.080Z".into();
+        s.reason = Some(Reason::SpawnFailed);
+        let d = derive(Some(&c), Intent::Running, Some(&s));
+        assert!(d.status_current);
+        assert_eq!(d.phase, SandboxPhase::Failed);
+        assert_eq!(d.reason.as_deref(), Some("spawn_failed"));
+    }
+
+    #[test]
+    fn unknown_engine_states_are_errors_naming_the_state() {
+        let c = container(Other("restarting".into()), Some(0), None, 0);
+        let d = derive(Some(&c), Intent::Running, None);
+        assert_eq!(d.phase, SandboxPhase::Error);
+        assert_eq!(d.reason.as_deref(), Some(REASON_ENGINE_STATE));
+        assert!(d.message.unwrap().contains("restarting"));
+    }
+
+    #[test]
+    fn currency_needs_both_times() {
+        let never = container(Created, None, None, 0);
+        assert!(!status_is_current(&status(Phase::Ready, 0), &never));
+        let mut s = status(Phase::Ready, 0);
+        s.supervisor.started_at = "garbage".into();
+        assert!(!status_is_current(
+            &s,
+            &container(Running, Some(0), None, 0)
+        ));
+    }
+}

@@ -1,0 +1,155 @@
+//! status, list, watch: the read verbs. They never change anything.
+
+use crate::contract::{CtlExit, SandboxPhase};
+use crate::shim::cli::{ListArgs, OutputFormat, StatusArgs, WatchArgs};
+use crate::shim::error::{CtlError, Outcome};
+use crate::shim::names::Name;
+use crate::shim::observe::{load, load_all, load_arg, observe, observe_one, Sandbox};
+use crate::shim::output::{
+    describe, table, transition_json, transition_text, view_json, Transition,
+};
+use crate::shim::state::StateRoot;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+pub fn status(root: &StateRoot, args: &StatusArgs) -> i32 {
+    let mut outcome = Outcome::default();
+    let v = load_arg(root, &args.name).and_then(|sb| observe_one(&sb));
+    if let Some(v) = outcome.record(v) {
+        match args.output {
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&view_json(&v)).expect("views serialize")
+            ),
+            OutputFormat::Table => print!("{}", describe(&v)),
+        }
+    }
+    outcome.code()
+}
+
+/// Every sandbox the state root knows; a sandbox whose engine cannot be asked is reported
+/// as an error and left out of the listing, the others are still listed.
+pub fn list(root: &StateRoot, args: &ListArgs) -> i32 {
+    let mut outcome = Outcome::default();
+    let sandboxes = outcome.record(load_all(root)).unwrap_or_default();
+    let views: Vec<_> = observe(&sandboxes)
+        .into_iter()
+        .filter_map(|v| outcome.record(v))
+        .collect();
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&views.iter().map(view_json).collect::<Vec<_>>())
+                .expect("views serialize")
+        ),
+        OutputFormat::Table => print!("{}", table(&views)),
+    }
+    outcome.code()
+}
+
+/// What `watch` remembers per sandbox to tell a transition from a repeat.
+type Seen = (SandboxPhase, Option<String>);
+
+pub fn watch(root: &StateRoot, args: &WatchArgs) -> i32 {
+    let mut outcome = Outcome::default();
+    outcome.record(run_watch(root, args));
+    outcome.code()
+}
+
+fn run_watch(root: &StateRoot, args: &WatchArgs) -> Result<(), CtlError> {
+    let only: Option<Name> = match &args.name {
+        Some(n) => Some(load_arg(root, n)?.name),
+        None => None,
+    };
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let mut seen: BTreeMap<Name, Seen> = BTreeMap::new();
+    let mut out = Emitter {
+        output: args.output,
+        count: args.count,
+        printed: 0,
+    };
+    loop {
+        let sandboxes: Vec<Sandbox> = match &only {
+            Some(n) if root.dir(n).exists() => vec![load(root, n)?],
+            Some(_) => Vec::new(),
+            None => load_all(root)?,
+        };
+        for v in observe(&sandboxes) {
+            let v = v?;
+            let d = &v.derived;
+            let now: Seen = (d.phase, d.reason.clone());
+            let previous = seen.insert(v.sandbox.name.clone(), now.clone());
+            if previous.as_ref() != Some(&now) {
+                let done = out.emit(Transition {
+                    sandbox: v.sandbox.name.as_str(),
+                    phase: d.phase,
+                    previous: previous.map(|p| p.0),
+                    reason: d.reason.as_deref(),
+                    message: d.message.as_deref(),
+                    exit_code: d.exit_code,
+                });
+                if done {
+                    return Ok(());
+                }
+            }
+        }
+        // Sandboxes deleted since the last round.
+        let gone: Vec<Name> = seen
+            .keys()
+            .filter(|n| !sandboxes.iter().any(|s| &s.name == *n))
+            .cloned()
+            .collect();
+        for n in gone {
+            let previous = seen.remove(&n).map(|p| p.0);
+            let done = out.emit(Transition {
+                sandbox: n.as_str(),
+                phase: SandboxPhase::Missing,
+                previous,
+                reason: None,
+                message: Some("the sandbox was deleted"),
+                exit_code: None,
+            });
+            if done || only.is_some() {
+                return Ok(());
+            }
+        }
+        if let Some(deadline) = deadline {
+            let now = Instant::now();
+            if now >= deadline {
+                return match args.count {
+                    Some(n) => Err(CtlError::new(
+                        CtlExit::Timeout,
+                        format!(
+                            "watch: {} of {n} transitions before the timeout",
+                            out.printed
+                        ),
+                    )),
+                    None => Ok(()),
+                };
+            }
+            std::thread::sleep(args.interval.min(deadline - now));
+        } else {
+            std::thread::sleep(args.interval);
+        }
+    }
+}
+
+/// Prints transitions and counts them against `--count`.
+struct Emitter {
+    output: OutputFormat,
+    count: Option<u64>,
+    printed: u64,
+}
+
+impl Emitter {
+    /// Returns true once `--count` transitions have been printed.
+    fn emit(&mut self, t: Transition<'_>) -> bool {
+        let line = match self.output {
+            OutputFormat::Json => transition_json(&t),
+            OutputFormat::Table => transition_text(&t),
+        };
+        println!("{line}");
+        self.printed += 1;
+        self.count.is_some_and(|n| self.printed >= n)
+    }
+}
