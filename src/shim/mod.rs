@@ -13,25 +13,14 @@ pub mod state;
 pub mod verbs;
 
 use crate::contract::CtlExit;
-use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Verb};
 use state::StateRoot;
 
 /// Entry point of the `sandboxctl` binary; returns the process exit code.
 pub fn main() -> i32 {
-    let cmd = Cli::command().after_long_help(cli::long_help_tail());
-    let cli = match cmd
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m))
-    {
+    let cli: Cli = match crate::cli_support::parse(cli::long_help_tail(), CtlExit::Usage.code()) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => CtlExit::Usage.code(),
-            };
-        }
+        Err(code) => return code,
     };
     crate::log::init(cli.log_format, cli.log_level);
     let root = StateRoot::new(cli.state_root());

@@ -11,25 +11,14 @@ pub mod status_cmd;
 mod tree;
 
 use crate::contract::{ExitCode, Phase, Reason};
-use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
 use tracing::{error, info, warn};
 
 /// Entry point of the `supervisor` binary; returns the process exit code.
 pub fn main() -> i32 {
-    let parsed = Cli::command()
-        .after_help(ExitCode::help_table())
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m));
-    let cli = match parsed {
+    let cli: Cli = match crate::cli_support::parse(ExitCode::help_table(), ExitCode::Usage.code()) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => ExitCode::Usage.code(),
-            };
-        }
+        Err(code) => return code,
     };
     match cli.command {
         Some(Command::Status(args)) => status_cmd::run(&args),
