@@ -291,6 +291,23 @@ pub fn workspace_survives_stop_start(engine: &'static str) {
     assert_eq!(s["phase"], "Ready");
     assert_eq!(s["status_current"], true);
     assert_eq!(ctx.exec(&a, "wc -l < /sandbox/.boot.log").trim(), "1");
+    // The image's policy is really applied to the agent (PID 1's only child), as the
+    // kernel reports it: the sandbox user, no capabilities, no_new_privs, a seccomp filter.
+    let agent = ctx.exec(
+        &a,
+        "set -- $(cat /proc/1/task/1/children); grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/$1/status",
+    );
+    for want in [
+        "Uid:\t1000\t1000\t1000\t1000",
+        "CapEff:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+    ] {
+        assert!(
+            agent.contains(want),
+            "agent not confined ({want}):\n{agent}"
+        );
+    }
 
     ctx.exec(&a, "echo precious > /sandbox/work.txt");
     // Idempotent: starting a Ready sandbox changes nothing (no second boot).
