@@ -37,6 +37,8 @@ pub struct Supervisor {
     restarts: Restarts,
     /// The stop signal (SIGTERM/SIGINT) once a stop has been requested.
     stop: Option<Signal>,
+    /// The stop signal has already been sent to the hook's or the child's group by `wait`.
+    stop_forwarded: bool,
     /// The process whose exit the current step waits for (hook or child).
     watched: Option<Pid>,
     watched_exit: Option<WaitStatus>,
@@ -73,6 +75,7 @@ impl Supervisor {
             sandbox: sandbox.map(Arc::new),
             restarts,
             stop: None,
+            stop_forwarded: false,
             watched: None,
             watched_exit: None,
             forward_to: None,
@@ -158,13 +161,22 @@ impl Supervisor {
         for sig in batch.signals {
             let is_stop = matches!(sig, Signal::SIGTERM | Signal::SIGINT);
             if is_stop && self.stop.is_none() {
+                self.stop = Some(sig);
+                // Forward before anything else, even the log line: after a long idle spell
+                // the first log line costs more than the kill. The step in progress then
+                // reacts to `stop` (phase, grace, SIGKILL) without signalling again.
+                if let Some(pg) = self.forward_to {
+                    self.stop_forwarded = child::signal_group(pg, sig);
+                    // The woken process is often queued on our CPU and would wait for our
+                    // bookkeeping (log, status write, /proc scan); let it run first.
+                    let _ = nix::sched::sched_yield();
+                }
                 info!(
                     event = "stop.requested",
                     signal = sig.as_str(),
+                    forwarded = self.stop_forwarded,
                     "stop requested"
                 );
-                self.stop = Some(sig);
-                // The step in progress decides how to stop; nothing is forwarded here.
                 continue;
             }
             match self.forward_to {
@@ -290,7 +302,9 @@ impl Supervisor {
                     "stopping the boot hook"
                 );
                 self.report.phase(Phase::Stopping, None, None);
-                child::signal_group(pid, sig);
+                if !self.stop_forwarded {
+                    child::signal_group(pid, sig);
+                }
                 kill_at = Some(Instant::now() + self.args.grace);
             }
             let now = Instant::now();
@@ -468,7 +482,9 @@ impl Supervisor {
             "stopping the child"
         );
         self.report.phase(Phase::Stopping, None, None);
-        child::signal_group(pid, sig);
+        if !self.stop_forwarded {
+            child::signal_group(pid, sig);
+        }
         tree::signal_descendants(sig);
         if !self.wait_group_gone(pid, Instant::now() + self.args.grace) {
             warn!(
