@@ -275,7 +275,7 @@ def storm(inits, cfg, helpers, cwd):
                 total_ms=(d["t_reaped"] - d["t_start"]) / 1e6,
                 fork_ms=(d["t_forked"] - d["t_start"]) / 1e6,
                 tail_ms=(d["t_reaped"] - d["t_exited"]) / 1e6,
-                pending=d["pending_at_exit"], left=d["left"],
+                pending=d["pending_at_exit"], left=d["left"], init_cpu_ms=d["init_cpu_ns"] / 1e6,
             ))
             log(f"storm {r + 1}/{cfg['storm_runs']} {name}: total {runs[name][-1]['total_ms']:.0f} ms, "
                 f"tail {runs[name][-1]['tail_ms']:.2f} ms, left {d['left']}")
@@ -285,7 +285,7 @@ def storm(inits, cfg, helpers, cwd):
         rows.append(dict(
             name=name, command=cmds[name], runs=len(rs), orphans=n,
             total_ms=med("total_ms"), fork_ms=med("fork_ms"), tail_ms=med("tail_ms"),
-            wall_ms=med("wall_ms"), pending=med("pending"),
+            wall_ms=med("wall_ms"), pending=med("pending"), init_cpu_ms=med("init_cpu_ms"),
             left_max=max(x["left"] for x in rs), bad_exit=sum(x["rc"] != 0 for x in rs),
         ))
     return dict(rows=rows, orphans=n)
