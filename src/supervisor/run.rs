@@ -457,7 +457,11 @@ impl Supervisor {
             restart = restarts,
             "restarting the child after a delay"
         );
-        self.report.phase(Phase::BackOff, None, None);
+        // A zero delay (--backoff-initial 0) is a phase nobody can observe: skip its fsync'd
+        // write and go straight to Starting, which records the restart.
+        if !delay.is_zero() {
+            self.report.phase(Phase::BackOff, None, None);
+        }
         let until = Instant::now() + delay;
         while Instant::now() < until {
             if self.stop.is_some() {
