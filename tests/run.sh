@@ -10,6 +10,8 @@ log() { printf '\n==> %s\n' "$*"; }
 
 log "installing test dependencies"
 apt_pkgs=(busybox-static util-linux procps)
+# tests/bench_smoke.rs runs the benchmark harness once against every init it compares.
+apt_pkgs+=(tini dumb-init catatonit hyperfine gcc libc6-dev binutils python3)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
