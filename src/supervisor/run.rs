@@ -27,6 +27,9 @@ use tracing::{debug, error, info, warn};
 const GROUP_POLL: Duration = Duration::from_millis(20);
 /// After SIGKILL, how long to wait for the kernel to finish the kills before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// After forwarding a stop signal, how long we stay off the CPU before our own bookkeeping
+/// (status write, /proc scan), so that the signalled child runs its handler first.
+const STOP_SETTLE: Duration = Duration::from_millis(1);
 
 pub struct Supervisor {
     args: RunArgs,
@@ -478,6 +481,11 @@ impl Supervisor {
     /// other descendant), SIGKILL after the grace, reap everything, exit 0.
     fn stop_child(&mut self, pid: Pid) -> i32 {
         let sig = self.stop.unwrap_or(Signal::SIGTERM);
+        if self.stop_forwarded && self.watched_exit.is_none() {
+            // sched_yield in wait() does not always hand the CPU to a child woken on it;
+            // blocking does. A SIGCHLD (the child handled the signal and exited) ends it early.
+            self.wait(Some(Instant::now() + STOP_SETTLE), &[]);
+        }
         info!(
             event = "stop.begin",
             signal = sig.as_str(),
