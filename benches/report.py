@@ -160,6 +160,14 @@ def markdown(res):
 # ----- chart ------------------------------------------------------------------------------
 
 
+def _num(v):
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3g}"
+
+
 def _panel(y, title, unit, bars, width=760):
     """One horizontal bar panel; returns (svg fragments, height)."""
     label_w, value_w, bar_h, gap = 250, 90, 18, 6
@@ -171,12 +179,12 @@ def _panel(y, title, unit, bars, width=760):
         by = y + top + i * (bar_h + gap)
         parts.append(f'<text x="{label_w - 8}" y="{by + 13}" class="l" text-anchor="end">{html.escape(name)}</text>')
         if v is None:
-            parts.append(f'<text x="{label_w}" y="{by + 13}" class="l">not available</text>')
+            parts.append(f'<text x="{label_w}" y="{by + 13}" class="l">not available on this build</text>')
             continue
         w = max(1.0, plot_w * v / max_v)
         cls = "o" if name.startswith(OURS) else ("b" if name == BASELINE else "x")
         parts.append(f'<rect x="{label_w}" y="{by}" width="{w:.1f}" height="{bar_h}" class="{cls}"/>')
-        parts.append(f'<text x="{label_w + w + 6:.1f}" y="{by + 13}" class="l">{v:.3g} {unit}</text>')
+        parts.append(f'<text x="{label_w + w + 6:.1f}" y="{by + 13}" class="l">{_num(v)} {unit}</text>')
     return parts, top + len(bars) * (bar_h + gap) + 14
 
 
@@ -185,8 +193,10 @@ def svg(res):
     panels = []
     rows = res["start"]["rows"]
     bare = _find(rows, "/bin/true (bare)")["median_ms"]
-    panels.append(("Start-to-exit overhead over bare /bin/true (median)", "ms",
-                   [(r["name"], r["median_ms"] - bare) for r in rows if r["name"] != "/bin/true (bare)"]))
+    start_bars = [(r["name"], r["median_ms"] - bare) for r in rows if r["name"] != "/bin/true (bare)"]
+    if res["start"]["policy_error"]:
+        start_bars.append((f"{OURS} --policy", None))
+    panels.append(("Start-to-exit overhead over bare /bin/true (median)", "ms", start_bars))
     panels.append(("Signal latency: SIGTERM to init → child handler (median)", "µs",
                    [(r["name"], r["median_us"]) for r in res["signal"]["rows"]]))
     panels.append((f"Zombie storm: {res['storm']['orphans']} orphans, first fork → all reaped (median)", "ms",
@@ -195,8 +205,9 @@ def svg(res):
                    [(r["name"], r["init_cpu_ms"]) for r in res["storm"]["rows"]]))
     panels.append(("VmRSS while supervising sleep", "KiB",
                    [(r["name"], r["VmRSS"]) for r in res["memory"]["rows"]]))
-    panels.append(("Stripped binary size", "KiB",
-                   [(r["name"], r["stripped_size"] / 1024) for r in res["memory"]["rows"]]))
+    panels.append(("Stripped binary size (dynamic ones need libc besides)", "KiB",
+                   [(r["name"] + ("" if r["static"] else " (dynamic)"), r["stripped_size"] / 1024)
+                    for r in res["memory"]["rows"]]))
     body, y = [], 40
     for title, unit, bars in panels:
         parts, h = _panel(y, title, unit, bars, width)
