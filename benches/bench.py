@@ -31,10 +31,12 @@ BASELINE = "tini-static"
 # Full run and the cheap one used by the smoke test.
 PROFILES = {
     "full": dict(
-        start_runs=600, start_rounds=3, start_warmup=50,
+        # Many short rounds, each running every command: background bursts on a shared
+        # machine then hit all commands alike instead of one command's whole block.
+        start_runs=600, start_rounds=10, start_warmup=10,
         mem_runs=3, mem_settle=1.5,
         storm_orphans=10000, storm_runs=5,
-        sig_runs=200, sig_rounds=4, sig_settle_ms=20,
+        sig_runs=200, sig_rounds=10, sig_settle_ms=20,
         restart_count=200,
     ),
     "smoke": dict(

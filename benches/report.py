@@ -58,10 +58,10 @@ def markdown(res):
     base = _find(rows, BASELINE)["median_ms"]
     md.append("\n## 1. Start-to-exit: `INIT -- /bin/true`\n\n")
     md.append(
-        f"hyperfine `-N` (no shell), {cfg['start_warmup']} warm-up runs, then "
-        f"{rows[0]['runs']} runs per command split over {cfg['start_rounds']} rounds (all commands "
-        "per round, so load drift hits every command alike). Overhead = median − bare `/bin/true` "
-        f"median; ratio = median / {BASELINE} median.\n\n")
+        f"hyperfine `-N` (no shell), {rows[0]['runs']} runs per command split over "
+        f"{cfg['start_rounds']} rounds that each run every command ({cfg['start_warmup']} warm-up "
+        "runs per command and round), so load drift hits every command alike. Overhead = median − "
+        f"bare `/bin/true` median; ratio = median / {BASELINE} median.\n\n")
     md.append(_table(
         ["init", "median ms", "mean ± sd ms", "p90 ms", "overhead ms", f"ratio to {BASELINE}"],
         [[r["name"], _f(r["median_ms"], 3), f"{_f(r['mean_ms'], 3)} ± {_f(r['stdev_ms'], 3)}",
