@@ -146,27 +146,34 @@ def start_to_exit(inits, cfg, out, policy, cwd):
     for name, pre in inits.host().items():
         label = f"{name} (status on /dev/shm)" if name == OURS else name
         cmds.append((label, pre + ["/bin/true"]))
-    cmds.append((f"{OURS} (status on disk)", inits.ours("disk") + ["/bin/true"]))
     policy_error = probe_policy(inits, policy, cwd)
     if policy_error is None:
         cmds.append((f"{OURS} --policy (status on /dev/shm)", inits.ours("shm", policy) + ["/bin/true"]))
     else:
         log(f"enforcement row not available on this build: {policy_error}")
+    # The disk variant runs in rounds of its own, after the comparison: its fsyncs leave
+    # the journal busy for a while, which would slow whichever command ran next.
+    disk = [(f"{OURS} (status on disk)", inits.ours("disk") + ["/bin/true"])]
 
-    times = {label: [] for label, _ in cmds}
+    times = {label: [] for label, _ in cmds + disk}
     runs = max(1, cfg["start_runs"] // cfg["start_rounds"])
     hf_cmds = []
-    for r in range(cfg["start_rounds"]):
-        jf = out / f"hyperfine-{r}.json"
-        argv = ["hyperfine", "-N", "--style", "none", "--warmup", str(cfg["start_warmup"]),
-                "--runs", str(runs), "--export-json", str(jf)]
-        for label, cmd in cmds:
-            argv += ["--command-name", label, cmdline(cmd)]
-        hf_cmds.append(argv)
-        log(f"start-to-exit round {r + 1}/{cfg['start_rounds']} ({runs} runs per command)")
-        subprocess.run(argv, check=True, cwd=cwd, stdout=subprocess.DEVNULL)
-        for res in json.loads(jf.read_text())["results"]:
-            times[res["command"]] += res["times"]
+    for group, tag in ((cmds, "cmp"), (disk, "disk")):
+        for r in range(cfg["start_rounds"]):
+            jf = out / f"hyperfine-{tag}-{r}.json"
+            argv = ["hyperfine", "-N", "--style", "none", "--warmup", str(cfg["start_warmup"]),
+                    "--runs", str(runs), "--export-json", str(jf)]
+            # Each round starts one command later, so no command always runs first or
+            # always follows the same neighbour.
+            k = r % len(group)
+            for label, cmd in group[k:] + group[:k]:
+                argv += ["--command-name", label, cmdline(cmd)]
+            hf_cmds.append(argv)
+            log(f"start-to-exit ({tag}) round {r + 1}/{cfg['start_rounds']} ({runs} runs per command)")
+            subprocess.run(argv, check=True, cwd=cwd, stdout=subprocess.DEVNULL)
+            for res in json.loads(jf.read_text())["results"]:
+                times[res["command"]] += res["times"]
+    cmds += disk
 
     rows = []
     for label, cmd in cmds:
@@ -304,8 +311,11 @@ def signal_latency(inits, cfg, helpers, cwd):
     failed = {name: 0 for name, _ in variants}
     cmds = {}
     per_round = max(1, cfg["sig_runs"] // cfg["sig_rounds"])
+    # Rotated order per round; the disk variant (fsync'd Stopping/Stopped writes) last.
+    cmp, disk = variants[:-1], variants[-1:]
     for r in range(cfg["sig_rounds"]):
-        for name, pre in variants:
+        k = r % len(cmp)
+        for name, pre in cmp[k:] + cmp[:k] + disk:
             argv = [helpers["sigdrive"], str(per_round), str(cfg["sig_settle_ms"]), "--",
                     *pre, helpers["sigchild"]]
             cmds[name] = cmdline(argv)
