@@ -10,7 +10,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Instant;
 
 /// Signals that are raised synchronously by a fault in this process: blocking them would
@@ -94,11 +94,39 @@ impl Events {
 
     fn drain_signals(&mut self, batch: &mut Batch) -> io::Result<()> {
         let mut child_exited = false;
-        while let Some(info) = self.sfd.read_signal()? {
-            match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGCHLD) => child_exited = true,
-                Ok(sig) => batch.signals.push(sig),
-                Err(_) => {} // real-time signals: nothing to forward them as
+        // One read takes up to a bufferful: a short read means the queue is empty, which
+        // saves the read that would only answer EAGAIN (one syscall per wake-up, i.e. per
+        // orphan in a zombie storm).
+        const CAP: usize = 16;
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: signalfd_siginfo is plain data, valid when zeroed.
+        let mut buf: [libc::signalfd_siginfo; CAP] = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: reading into our own buffer of CAP records from our own signalfd.
+            let n = unsafe {
+                libc::read(
+                    self.sfd.as_fd().as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    size * CAP,
+                )
+            };
+            if n < 0 {
+                match Errno::last() {
+                    Errno::EAGAIN => break,
+                    Errno::EINTR => continue,
+                    e => return Err(e.into()),
+                }
+            }
+            let got = n as usize / size;
+            for info in &buf[..got] {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => child_exited = true,
+                    Ok(sig) => batch.signals.push(sig),
+                    Err(_) => {} // real-time signals: nothing to forward them as
+                }
+            }
+            if got < CAP {
+                break;
             }
         }
         if child_exited {

@@ -27,6 +27,9 @@ use tracing::{debug, error, info, warn};
 const GROUP_POLL: Duration = Duration::from_millis(20);
 /// After SIGKILL, how long to wait for the kernel to finish the kills before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// After forwarding a stop signal, how long we stay off the CPU before our own bookkeeping
+/// (status write, /proc scan), so that the signalled child runs its handler first.
+const STOP_SETTLE: Duration = Duration::from_millis(1);
 
 pub struct Supervisor {
     args: RunArgs,
@@ -37,6 +40,8 @@ pub struct Supervisor {
     restarts: Restarts,
     /// The stop signal (SIGTERM/SIGINT) once a stop has been requested.
     stop: Option<Signal>,
+    /// The stop signal has already been sent to the hook's or the child's group by `wait`.
+    stop_forwarded: bool,
     /// The process whose exit the current step waits for (hook or child).
     watched: Option<Pid>,
     watched_exit: Option<WaitStatus>,
@@ -73,6 +78,7 @@ impl Supervisor {
             sandbox: sandbox.map(Arc::new),
             restarts,
             stop: None,
+            stop_forwarded: false,
             watched: None,
             watched_exit: None,
             forward_to: None,
@@ -161,13 +167,22 @@ impl Supervisor {
         for sig in batch.signals {
             let is_stop = matches!(sig, Signal::SIGTERM | Signal::SIGINT);
             if is_stop && self.stop.is_none() {
+                self.stop = Some(sig);
+                // Forward before anything else, even the log line: after a long idle spell
+                // the first log line costs more than the kill. The step in progress then
+                // reacts to `stop` (phase, grace, SIGKILL) without signalling again.
+                if let Some(pg) = self.forward_to {
+                    self.stop_forwarded = child::signal_group(pg, sig);
+                    // The woken process is often queued on our CPU and would wait for our
+                    // bookkeeping (log, status write, /proc scan); let it run first.
+                    let _ = nix::sched::sched_yield();
+                }
                 info!(
                     event = "stop.requested",
                     signal = sig.as_str(),
+                    forwarded = self.stop_forwarded,
                     "stop requested"
                 );
-                self.stop = Some(sig);
-                // The step in progress decides how to stop; nothing is forwarded here.
                 continue;
             }
             match self.forward_to {
@@ -293,7 +308,9 @@ impl Supervisor {
                     "stopping the boot hook"
                 );
                 self.report.phase(Phase::Stopping, None, None);
-                child::signal_group(pid, sig);
+                if !self.stop_forwarded {
+                    child::signal_group(pid, sig);
+                }
                 kill_at = Some(Instant::now() + self.args.grace);
             }
             let now = Instant::now();
@@ -464,7 +481,11 @@ impl Supervisor {
             restart = restarts,
             "restarting the child after a delay"
         );
-        self.report.phase(Phase::BackOff, None, None);
+        // A zero delay (--backoff-initial 0) is a phase nobody can observe: skip its fsync'd
+        // write and go straight to Starting, which records the restart.
+        if !delay.is_zero() {
+            self.report.phase(Phase::BackOff, None, None);
+        }
         let until = Instant::now() + delay;
         while Instant::now() < until {
             if self.stop.is_some() {
@@ -481,6 +502,11 @@ impl Supervisor {
     /// other descendant), SIGKILL after the grace, reap everything, exit 0.
     fn stop_child(&mut self, pid: Pid) -> i32 {
         let sig = self.stop.unwrap_or(Signal::SIGTERM);
+        if self.stop_forwarded && self.watched_exit.is_none() {
+            // sched_yield in wait() does not always hand the CPU to a child woken on it;
+            // blocking does. A SIGCHLD (the child handled the signal and exited) ends it early.
+            self.wait(Some(Instant::now() + STOP_SETTLE), &[]);
+        }
         info!(
             event = "stop.begin",
             signal = sig.as_str(),
@@ -489,7 +515,9 @@ impl Supervisor {
             "stopping the child"
         );
         self.report.phase(Phase::Stopping, None, None);
-        child::signal_group(pid, sig);
+        if !self.stop_forwarded {
+            child::signal_group(pid, sig);
+        }
         tree::signal_descendants(sig);
         if !self.wait_group_gone(pid, Instant::now() + self.args.grace) {
             warn!(
