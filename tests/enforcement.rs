@@ -257,6 +257,22 @@ fn supervise_with(
     run
 }
 
+/// The common case: the default policy, no hook, one generation.
+fn run_confined(env: &Env, ops: &[String]) -> Run {
+    let policy = env.default_policy();
+    supervise(
+        env,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--no-hook",
+            "--restart",
+            "never",
+        ],
+        ops,
+    )
+}
+
 fn ops(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -472,18 +488,7 @@ fn filesystem_is_confined_by_landlock() {
 #[test]
 fn denied_syscalls_fail_and_neighbours_work() {
     let env = Env::new("seccomp");
-    let policy = env.default_policy();
-    let run = supervise(
-        &env,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--no-hook",
-            "--restart",
-            "never",
-        ],
-        &ops(&["syscalls"]),
-    );
+    let run = run_confined(&env, &ops(&["syscalls"]));
     assert_eq!(run.code, 0);
     assert_battery(&run.battery());
 
@@ -610,18 +615,7 @@ fn no_supervisor_fd_is_inherited() {
 #[test]
 fn supervisor_stays_unconfined_and_out_of_reach() {
     let env = Env::new("signal");
-    let policy = env.default_policy();
-    let run = supervise(
-        &env,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--no-hook",
-            "--restart",
-            "never",
-        ],
-        &ops(&["kill-parent", "status", "parent-status"]),
-    );
+    let run = run_confined(&env, &ops(&["kill-parent", "status", "parent-status"]));
     assert_eq!(run.errno("kill-parent"), EPERM);
     assert_eq!(
         run.code, 0,
@@ -971,16 +965,8 @@ fn tcp_ports_are_confined_when_listed() {
     assert_eq!(c, [0, EACCES]);
 
     // Without the lists, TCP is not restricted.
-    let policy = env.default_policy();
-    let run = supervise(
+    let run = run_confined(
         &env,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--no-hook",
-            "--restart",
-            "never",
-        ],
         &[
             format!("tcp-bind:{bind_no}"),
             format!("tcp-connect:{conn_no}"),
@@ -1002,18 +988,7 @@ fn abstract_unix_sockets_outside_are_unreachable() {
     let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
     // Control: reachable from outside the sandbox.
     std::os::unix::net::UnixStream::connect_addr(&addr).expect("control connect");
-    let policy = env.default_policy();
-    let run = supervise(
-        &env,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--no-hook",
-            "--restart",
-            "never",
-        ],
-        &[format!("abstract-connect:{name}")],
-    );
+    let run = run_confined(&env, &[format!("abstract-connect:{name}")]);
     drop(listener);
     assert_eq!(run.errno("abstract-connect"), EPERM);
 }
