@@ -70,4 +70,4 @@ log "cargo build --release"
 # The sandboxctl tests build their image (images/build.sh) from this release supervisor.
 cargo build --release
 log "cargo test"
-cargo test --all-targets
+cargo test
