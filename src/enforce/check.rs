@@ -163,11 +163,11 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
             let _ = writeln!(w, "  EPERM      {name}: {what}");
         }
     }
-    if !pol.seccomp_allow.iter().any(|a| a == seccomp::ENOSYS) {
+    if !pol.seccomp_allow.iter().any(|a| a == seccomp::CLONE3) {
         let _ = writeln!(
             w,
             "  ENOSYS     {} (libc falls back to clone)",
-            seccomp::ENOSYS
+            seccomp::CLONE3
         );
     }
     let _ = writeln!(

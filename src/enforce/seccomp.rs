@@ -82,7 +82,7 @@ pub const CONDITIONAL: &[(&str, &str)] = &[
 ];
 
 /// Answered ENOSYS rather than EPERM, so libc falls back to `clone`.
-pub const ENOSYS: &str = "clone3";
+pub const CLONE3: &str = "clone3";
 
 const NS_FLAGS: &[u64] = &[
     libc::CLONE_NEWNS as u64,
@@ -131,7 +131,7 @@ pub fn check_names(allow: &[String], deny: &[String]) -> Result<(), (String, Str
         if allow.contains(name) {
             return Err((field, format!("{name:?} is also listed under allow")));
         }
-        if name == ENOSYS {
+        if name == CLONE3 {
             return Err((
                 field,
                 "clone3 is already refused (ENOSYS, so libc falls back to clone)".into(),
@@ -148,7 +148,7 @@ pub fn check_names(allow: &[String], deny: &[String]) -> Result<(), (String, Str
 }
 
 fn is_default_denied(name: &str) -> bool {
-    name == ENOSYS
+    name == CLONE3
         || ALWAYS.iter().any(|(n, _)| *n == name)
         || CONDITIONAL.iter().any(|(n, _)| *n == name)
 }
@@ -324,7 +324,7 @@ pub fn compile(allow: &[String], deny: &[String]) -> Result<Filter, String> {
     let body: BpfProgram = filter
         .try_into()
         .map_err(|e| format!("cannot compile the seccomp filter: {e}"))?;
-    let mut prog = prefix(allowed(ENOSYS));
+    let mut prog = prefix(allowed(CLONE3));
     prog.extend(body);
     // BPF_MAXINSNS: the kernel refuses longer classic-BPF programs.
     if prog.len() > 4096 {
