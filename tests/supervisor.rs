@@ -401,17 +401,7 @@ fn sigint_stops_too_and_is_forwarded_as_sigint() {
     require_root();
     let s = Scratch::new("sigint");
     let child = s.child_script("child.sh", "trap 'echo int > sig.txt; exit 0' INT; trap 'echo term > sig.txt; exit 0' TERM; while :; do sleep 0.05; done");
-    let sup = spawn(
-        &s,
-        &[
-            "--no-hook",
-            "--ready-after",
-            "0",
-            "--",
-            child.to_str().unwrap(),
-        ],
-    );
-    wait_phase(&s, "Ready", LONG);
+    let sup = spawn_ready(&s, &[], &child);
     sup.signal(Signal::SIGINT);
     let (st, _) = sup.wait(LONG);
     assert_eq!(st.code(), Some(0));
@@ -423,19 +413,7 @@ fn child_ignoring_sigterm_is_killed_after_the_grace() {
     require_root();
     let s = Scratch::new("grace");
     let child = s.child_script("child.sh", "trap '' TERM; while :; do sleep 0.05; done");
-    let sup = spawn(
-        &s,
-        &[
-            "--no-hook",
-            "--grace",
-            "300ms",
-            "--ready-after",
-            "0",
-            "--",
-            child.to_str().unwrap(),
-        ],
-    );
-    wait_phase(&s, "Ready", LONG);
+    let sup = spawn_ready(&s, &["--grace", "300ms"], &child);
     let sent = Instant::now();
     sup.signal(Signal::SIGTERM);
     let (st, events) = sup.wait(LONG);
@@ -458,17 +436,7 @@ fn other_signals_are_forwarded_to_the_child_group() {
         "child.sh",
         "trap 'echo usr1 >> sig.txt' USR1; trap 'echo hup >> sig.txt' HUP; while :; do sleep 0.05; done",
     );
-    let sup = spawn(
-        &s,
-        &[
-            "--no-hook",
-            "--ready-after",
-            "0",
-            "--",
-            child.to_str().unwrap(),
-        ],
-    );
-    wait_phase(&s, "Ready", LONG);
+    let sup = spawn_ready(&s, &[], &child);
     sup.signal(Signal::SIGUSR1);
     wait_for("USR1 to reach the child", LONG, || {
         s.read("sig.txt").contains("usr1")

@@ -95,6 +95,17 @@ pub fn spawn(s: &Scratch, args: &[&str]) -> Sup {
     spawn_cmd(s, command(s, args))
 }
 
+/// Starts the supervisor on `child` with no hook and `extra` flags, Ready at once, and
+/// waits until status.json says so.
+pub fn spawn_ready(s: &Scratch, extra: &[&str], child: &Path) -> Sup {
+    let mut args = vec!["--no-hook", "--ready-after", "0"];
+    args.extend_from_slice(extra);
+    args.extend(["--", child.to_str().unwrap()]);
+    let sup = spawn(s, &args);
+    wait_phase(s, "Ready", LONG);
+    sup
+}
+
 pub fn spawn_cmd(s: &Scratch, mut c: Command) -> Sup {
     let log = s.join("supervisor.log");
     let out = s.join("stdout.txt");
