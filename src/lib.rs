@@ -5,5 +5,6 @@ mod cli_support;
 pub mod contract;
 pub mod enforce;
 pub mod log;
+pub mod safe_fs;
 pub mod shim;
 pub mod supervisor;

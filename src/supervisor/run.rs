@@ -235,7 +235,7 @@ impl Supervisor {
             "processes left in the group: sending SIGTERM"
         );
         child::signal_group(pgid, Signal::SIGTERM);
-        if !self.wait_group_gone(pgid, Instant::now() + self.args.grace) {
+        if !self.wait_group_gone(pgid, after(self.args.grace)) {
             warn!(
                 event = "group.kill",
                 pgid = pgid.as_raw(),
@@ -243,7 +243,7 @@ impl Supervisor {
                 "group outlived the grace: sending SIGKILL"
             );
             child::signal_group(pgid, Signal::SIGKILL);
-            self.wait_group_gone(pgid, Instant::now() + KILL_WAIT);
+            self.wait_group_gone(pgid, after(KILL_WAIT));
         }
     }
 
@@ -290,7 +290,7 @@ impl Supervisor {
         self.watched_exit = None;
         self.forward_to = Some(pid);
 
-        let timeout_at = started + self.args.hook_timeout;
+        let timeout_at = at_or_far(started, self.args.hook_timeout);
         let mut kill_at: Option<Instant> = None; // set once a stop has sent SIGTERM
         let mut timed_out = false;
         let mut lines = [Lines::default(), Lines::default()];
@@ -311,7 +311,7 @@ impl Supervisor {
                 if !self.stop_forwarded {
                     child::signal_group(pid, sig);
                 }
-                kill_at = Some(Instant::now() + self.args.grace);
+                kill_at = Some(after(self.args.grace));
             }
             let now = Instant::now();
             if !timed_out && kill_at.is_none() && now >= timeout_at {
@@ -446,7 +446,7 @@ impl Supervisor {
 
     /// Watches a running generation until it exits or a stop is requested.
     fn supervise(&mut self, pid: Pid, started: Instant) -> ChildEnd {
-        let ready_at = started + self.args.ready_after;
+        let ready_at = at_or_far(started, self.args.ready_after);
         loop {
             if let Some(status) = self.watched_exit.take() {
                 self.watched = None;
@@ -486,7 +486,7 @@ impl Supervisor {
         if !delay.is_zero() {
             self.report.phase(Phase::BackOff, None, None);
         }
-        let until = Instant::now() + delay;
+        let until = after(delay);
         while Instant::now() < until {
             if self.stop.is_some() {
                 return false;
@@ -505,7 +505,7 @@ impl Supervisor {
         if self.stop_forwarded && self.watched_exit.is_none() {
             // sched_yield in wait() does not always hand the CPU to a child woken on it;
             // blocking does. A SIGCHLD (the child handled the signal and exited) ends it early.
-            self.wait(Some(Instant::now() + STOP_SETTLE), &[]);
+            self.wait(Some(after(STOP_SETTLE)), &[]);
         }
         info!(
             event = "stop.begin",
@@ -519,7 +519,7 @@ impl Supervisor {
             child::signal_group(pid, sig);
         }
         tree::signal_descendants(sig);
-        if !self.wait_group_gone(pid, Instant::now() + self.args.grace) {
+        if !self.wait_group_gone(pid, after(self.args.grace)) {
             warn!(
                 event = "stop.kill",
                 pgid = pid.as_raw(),
@@ -527,7 +527,7 @@ impl Supervisor {
                 "child outlived the grace: sending SIGKILL"
             );
             child::signal_group(pid, Signal::SIGKILL);
-            self.wait_group_gone(pid, Instant::now() + KILL_WAIT);
+            self.wait_group_gone(pid, after(KILL_WAIT));
         }
         if let Some(status) = self.watched_exit.take() {
             let (code, signal) = code_and_signal(status);
@@ -556,7 +556,7 @@ impl Supervisor {
     /// Descendants outside the child's group (daemons that called setsid) would otherwise
     /// outlive us, or as PID 1 be killed unreaped by the kernel.
     fn reap_descendants(&mut self) {
-        let deadline = Instant::now() + KILL_WAIT;
+        let deadline = after(KILL_WAIT);
         loop {
             let left = tree::descendants();
             if left.is_empty() {
@@ -578,7 +578,7 @@ impl Supervisor {
             for p in &left {
                 let _ = nix::sys::signal::kill(*p, Signal::SIGKILL);
             }
-            self.wait(Some(Instant::now() + GROUP_POLL), &[]);
+            self.wait(Some(after(GROUP_POLL)), &[]);
         }
     }
 
@@ -635,6 +635,18 @@ fn pump_output(running: &mut hook::Running, lines: &mut [Lines; 2], last: bool) 
             *file = None;
         }
     }
+}
+
+/// `d` from now. Durations are bounded when parsed, but a deadline must never be able to
+/// panic PID 1: an overflow means "never", which is what such a duration asks for.
+fn after(d: Duration) -> Instant {
+    at_or_far(Instant::now(), d)
+}
+
+/// `t + d`, or roughly a century after `t` when that does not fit.
+fn at_or_far(t: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+    t.checked_add(d).or_else(|| t.checked_add(FAR)).unwrap_or(t)
 }
 
 fn code_and_signal(status: WaitStatus) -> (Option<i32>, Option<i32>) {

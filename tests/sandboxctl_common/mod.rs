@@ -90,9 +90,10 @@ pub fn image(engine: &'static str) -> &'static str {
                 return tag;
             }
         }
-        // A fixed tag: an unchanged rootfs hits the engine's build cache and yields the
-        // same image, so repeated runs do not pile up images.
-        let tag = "localhost/openshell-sandbox:cargo-test".to_owned();
+        // One tag per checkout: an unchanged rootfs hits the engine's build cache and yields
+        // the same image, so repeated runs do not pile up images, and two checkouts testing
+        // different supervisors on one machine never run each other's image.
+        let tag = format!("localhost/openshell-sandbox:cargo-test-{:08x}", checkout_id());
         let supervisor = std::env::var("SUPERVISOR_BIN").unwrap_or_else(|_| {
             format!("{REPO}/target/x86_64-unknown-linux-gnu/release/supervisor")
         });
@@ -110,6 +111,13 @@ pub fn image(engine: &'static str) -> &'static str {
         let r = Run::from(out);
         assert_eq!(r.code, 0, "images/build.sh {engine} failed: {}", r.stderr);
         tag
+    })
+}
+
+/// A short stable number for this checkout (FNV-1a of its path).
+fn checkout_id() -> u32 {
+    REPO.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
 }
 

@@ -61,7 +61,7 @@ fn run_watch(root: &StateRoot, args: &WatchArgs) -> Result<(), CtlError> {
         Some(n) => Some(load_arg(root, n)?.name),
         None => None,
     };
-    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let deadline = args.timeout.and_then(|t| Instant::now().checked_add(t));
     let mut seen: BTreeMap<Name, Seen> = BTreeMap::new();
     let mut out = Emitter {
         output: args.output,
