@@ -29,7 +29,7 @@ pub use error::{ErrorKind, PolicyError};
 pub use report::{ReportPipe, Sender};
 pub use stage::{Failure, Stage};
 
-use std::io;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -54,9 +54,25 @@ impl Sandbox {
     }
 }
 
-/// Everything the child gets before exec, in order. Async-signal-safe: no allocation, no
-/// locks, no file reads beyond what `prepare` opened.
-pub fn in_child(sandbox: Option<&Sandbox>) -> Result<(), Failure> {
+/// What every spawned process (hook or child) gets, captured once in the supervisor
+/// before the first spawn.
+#[derive(Debug)]
+pub struct ProcessSetup {}
+
+impl ProcessSetup {
+    pub fn capture() -> ProcessSetup {
+        ProcessSetup {}
+    }
+}
+
+/// Everything the new process gets before exec, in order. Async-signal-safe: no
+/// allocation, no locks, no file reads beyond what `prepare` opened. `keep_fd` stays open
+/// across exec; every other descriptor above 2 is closed.
+pub fn in_child(
+    _setup: &ProcessSetup,
+    sandbox: Option<&Sandbox>,
+    keep_fd: Option<RawFd>,
+) -> Result<(), Failure> {
     // A session of its own: the supervisor signals the whole group, and the child shares no
     // controlling terminal with us (no TIOCSTI into our tty).
     // SAFETY: plain syscalls on the current process.
@@ -78,36 +94,38 @@ pub fn in_child(sandbox: Option<&Sandbox>) -> Result<(), Failure> {
     if r < 0 {
         return Err(Failure::last(Stage::Fds));
     }
+    if let Some(fd) = keep_fd {
+        // SAFETY: clears FD_CLOEXEC on one descriptor of our own table.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            return Err(Failure::last(Stage::Fds));
+        }
+    }
     match sandbox {
         Some(s) => s.apply(),
         None => Ok(()),
     }
 }
 
-/// The child starts with an empty signal mask (the supervisor blocks nearly everything for
-/// its signalfd) and default dispositions (ignored ones would survive exec).
+/// The child starts with default dispositions (ignored ones would survive exec) and an
+/// empty signal mask (the supervisor blocks nearly everything for its signalfd), in that
+/// order: the child runs in the supervisor's memory until it execs, so a handler of the
+/// supervisor's must never run in it.
 fn reset_signals() -> Result<(), Failure> {
     // SAFETY: sigset_t is plain data; sigemptyset, sigprocmask and signal are
     // async-signal-safe.
     unsafe {
-        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigemptyset(set.as_mut_ptr());
-        if libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
-            return Err(Failure::last(Stage::Signals));
-        }
         // 1..=64 covers every Linux signal; KILL/STOP and glibc's reserved ones just
         // return EINVAL, which is harmless here.
         for sig in 1..65 {
             libc::signal(sig, libc::SIG_DFL);
         }
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        if libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
+            return Err(Failure::last(Stage::Signals));
+        }
     }
     Ok(())
-}
-
-/// Turns a child-side failure into the error `Command::spawn` returns; the precise record
-/// travels over the report pipe.
-pub fn failure_to_io(f: Failure) -> io::Error {
-    io::Error::from_raw_os_error(f.errno)
 }
 
 impl Sandbox {

@@ -3,13 +3,15 @@
 //! Because it runs with the supervisor's full privileges, a hook that anyone but root could
 //! have written is a root escalation; [`inspect`] refuses it before it runs.
 
+use super::spawn::{CVec, Program, Request, SpawnError, Spawner};
+use nix::fcntl::OFlag;
+use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// What is at the hook path.
 #[derive(Debug, PartialEq, Eq)]
@@ -97,43 +99,67 @@ pub struct Running {
     pub stderr: Option<fs::File>,
 }
 
-pub fn spawn(path: &Path, executable: bool, cwd: &Path) -> io::Result<Running> {
-    let mut cmd = if executable {
-        Command::new(path)
+pub fn spawn(
+    spawner: &mut Spawner,
+    path: &Path,
+    executable: bool,
+    cwd: &Path,
+) -> Result<Running, SpawnError> {
+    let (program, argv) = if executable {
+        (
+            path.as_os_str().as_bytes().to_vec(),
+            vec![path.as_os_str().as_bytes().to_vec()],
+        )
     } else {
-        let mut c = Command::new("/bin/sh");
-        c.arg(path);
-        c
+        (
+            b"/bin/sh".to_vec(),
+            vec![b"/bin/sh".to_vec(), path.as_os_str().as_bytes().to_vec()],
+        )
     };
-    cmd.current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: the closure makes raw syscalls only (setsid, sigprocmask, signal).
-    unsafe {
-        cmd.pre_exec(|| {
-            // Unsandboxed, but in a session of its own so a timeout or stop can kill the
-            // whole tree it started.
-            crate::enforce::in_child(None).map_err(crate::enforce::failure_to_io)
-        });
-    }
-    let mut child = cmd.spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .map(|o| fs::File::from(OwnedFd::from(o)));
-    let stderr = child
-        .stderr
-        .take()
-        .map(|e| fs::File::from(OwnedFd::from(e)));
-    for f in [&stdout, &stderr].into_iter().flatten() {
-        set_nonblocking(f)?;
+    let os = SpawnError::Os;
+    let program = Program::Search(vec![CString::new(program).map_err(|_| os(nul()))?]);
+    let argv = CVec::new(&argv).map_err(os)?;
+    let envp = CVec::new(std::env::vars_os().map(|(k, v)| {
+        let mut kv = k.into_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        kv
+    }))
+    .map_err(os)?;
+    let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(|_| os(nul()))?;
+    let null = fs::File::open("/dev/null").map_err(os)?;
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| os(e.into()))?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| os(e.into()))?;
+    // Unsandboxed, but in a session of its own so a timeout or stop can kill the whole tree
+    // it started.
+    let pid = spawner.spawn(&Request {
+        program: &program,
+        argv: &argv,
+        envp: &envp,
+        cwd: &cwd,
+        stdio: [
+            Some(null.as_raw_fd()),
+            Some(out_w.as_raw_fd()),
+            Some(err_w.as_raw_fd()),
+        ],
+        keep_fd: None,
+        sandbox: None,
+    })?;
+    drop((out_w, err_w, null));
+    let stdout = fs::File::from(out_r);
+    let stderr = fs::File::from(err_r);
+    for f in [&stdout, &stderr] {
+        set_nonblocking(f).map_err(os)?;
     }
     Ok(Running {
-        pid: child.id() as i32,
-        stdout,
-        stderr,
+        pid: pid.as_raw(),
+        stdout: Some(stdout),
+        stderr: Some(stderr),
     })
+}
+
+fn nul() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the hook path")
 }
 
 fn set_nonblocking(f: &fs::File) -> io::Result<()> {

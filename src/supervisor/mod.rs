@@ -7,6 +7,7 @@ pub mod hook;
 mod report;
 pub mod restart;
 mod run;
+mod spawn;
 pub mod status_cmd;
 mod tree;
 
@@ -40,6 +41,14 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         Ok(e) => e,
         Err(e) => {
             error!(event = "supervisor.setup_failed", step = "signalfd", error = %e, "cannot set up signal handling");
+            return ExitCode::Internal.code();
+        }
+    };
+    // After the signal set-up: the child-side reset is computed from our dispositions.
+    let spawner = match spawn::Spawner::new() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(event = "supervisor.setup_failed", step = "spawn", error = %e, "cannot prepare process spawning");
             return ExitCode::Internal.code();
         }
     };
@@ -109,7 +118,7 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
             }
         }
     };
-    run::Supervisor::new(args, events, report, cwd, sandbox).run()
+    run::Supervisor::new(args, events, spawner, report, cwd, sandbox).run()
 }
 
 /// Why the sandbox could not be prepared, already logged.

@@ -2,12 +2,13 @@
 //! then a graceful stop. One thread; every wait goes through [`Supervisor::wait`], which
 //! reaps, forwards signals and notes stop requests, so no step can miss an event.
 
-use super::child::{self, SpawnError};
+use super::child;
 use super::cli::{RestartPolicy, RunArgs};
 use super::events::Events;
 use super::hook::{self, Found, Lines};
 use super::report::Reporter;
 use super::restart::{Decision, RestartConfig, Restarts};
+use super::spawn::{SpawnError, Spawner};
 use super::tree;
 use crate::contract::status::{ChildInfo, ExitInfo, HookResult};
 use crate::contract::time::now_rfc3339;
@@ -37,6 +38,9 @@ pub struct Supervisor {
     report: Reporter,
     cwd: PathBuf,
     sandbox: Option<Arc<Sandbox>>,
+    spawner: Spawner,
+    /// What every generation execs, built at the first spawn.
+    child_exec: Option<child::Prepared>,
     restarts: Restarts,
     /// The stop signal (SIGTERM/SIGINT) once a stop has been requested.
     stop: Option<Signal>,
@@ -58,6 +62,7 @@ impl Supervisor {
     pub fn new(
         args: RunArgs,
         events: Events,
+        spawner: Spawner,
         report: Reporter,
         cwd: PathBuf,
         sandbox: Option<Sandbox>,
@@ -76,6 +81,8 @@ impl Supervisor {
             report,
             cwd,
             sandbox: sandbox.map(Arc::new),
+            spawner,
+            child_exec: None,
             restarts,
             stop: None,
             stop_forwarded: false,
@@ -273,7 +280,7 @@ impl Supervisor {
             }
         };
         let started = Instant::now();
-        let mut running = match hook::spawn(&path, executable, &self.cwd) {
+        let mut running = match hook::spawn(&mut self.spawner, &path, executable, &self.cwd) {
             Ok(r) => r,
             Err(e) => {
                 error!(event = "hook.exit", path = %shown, error = %e, "boot hook could not be started");
@@ -405,9 +412,29 @@ impl Supervisor {
 
     fn spawn_child(&mut self) -> Result<(Pid, Instant), i32> {
         let generation = self.report.status.restarts + 1;
-        let argv = &self.args.command;
-        let program = argv[0].to_string_lossy().into_owned();
-        match child::spawn(argv, &self.cwd, self.sandbox.clone()) {
+        let program = self.args.command[0].to_string_lossy().into_owned();
+        if self.child_exec.is_none() {
+            let overrides = self
+                .sandbox
+                .as_ref()
+                .map(|s| s.child_env())
+                .unwrap_or_default();
+            let env = child::inherited_env(&overrides);
+            match child::Prepared::new(&self.args.command, &env, &self.cwd) {
+                Ok(p) => self.child_exec = Some(p),
+                Err(e) => {
+                    let msg = format!("cannot prepare {program:?} for exec: {e}");
+                    error!(event = "child.spawn_failed", command = %program, error = %e, exit_code = ExitCode::NotExecutable.code(), generation, "check the command line");
+                    return Err(self.fail(
+                        Reason::SpawnFailed,
+                        msg,
+                        ExitCode::NotExecutable.code(),
+                    ));
+                }
+            }
+        }
+        let prepared = self.child_exec.as_ref().expect("prepared above");
+        match child::spawn(&mut self.spawner, prepared, self.sandbox.as_deref()) {
             Ok(pid) => {
                 let started = Instant::now();
                 info!(event = "child.spawn", pid = pid.as_raw(), generation, command = %program, sandboxed = self.sandbox.is_some(), "child started");
@@ -431,6 +458,11 @@ impl Supervisor {
                 );
                 error!(event = "enforce.failed", stage = f.stage.as_str(), errno = f.errno, error = %std::io::Error::from_raw_os_error(f.errno), generation, "child was not started");
                 Err(self.fail(Reason::EnforcementFailed, msg, ExitCode::Enforcement.code()))
+            }
+            Err(SpawnError::Os(e)) => {
+                let msg = format!("cannot start {program:?}: {e}");
+                error!(event = "child.spawn_failed", command = %program, error = %e, exit_code = ExitCode::Internal.code(), generation, "the supervisor could not create a process");
+                Err(self.fail(Reason::SpawnFailed, msg, ExitCode::Internal.code()))
             }
             Err(SpawnError::Exec(e)) => {
                 let code = match e.raw_os_error() {
