@@ -57,11 +57,55 @@ impl Sandbox {
 /// What every spawned process (hook or child) gets, captured once in the supervisor
 /// before the first spawn.
 #[derive(Debug)]
-pub struct ProcessSetup {}
+pub struct ProcessSetup {
+    /// The signals whose disposition is not `SIG_DFL` in the supervisor (std ignores
+    /// SIGPIPE and handles SIGSEGV/SIGBUS): only those need a reset in the child.
+    reset: [u8; 64],
+    resets: usize,
+}
+
+/// The kernel's `struct sigaction` for `rt_sigaction` (x86-64 layout, no glibc wrapper:
+/// glibc refuses its own reserved signals 32 and 33).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
 
 impl ProcessSetup {
+    /// Reads the supervisor's dispositions. Call after they are final (std's start-up and
+    /// the signalfd set-up change none later).
     pub fn capture() -> ProcessSetup {
-        ProcessSetup {}
+        let mut setup = ProcessSetup {
+            reset: [0; 64],
+            resets: 0,
+        };
+        for sig in 1..=64u8 {
+            let mut old = KernelSigaction::default();
+            // SAFETY: rt_sigaction only writes the old action into `old`.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    libc::c_int::from(sig),
+                    std::ptr::null::<KernelSigaction>(),
+                    &mut old,
+                    8usize,
+                )
+            };
+            if r == 0 && old.handler != libc::SIG_DFL {
+                setup.reset[setup.resets] = sig;
+                setup.resets += 1;
+            }
+        }
+        setup
+    }
+
+    /// The signals [`in_child`] resets.
+    pub fn resets(&self) -> &[u8] {
+        &self.reset[..self.resets]
     }
 }
 
@@ -69,7 +113,7 @@ impl ProcessSetup {
 /// allocation, no locks, no file reads beyond what `prepare` opened. `keep_fd` stays open
 /// across exec; every other descriptor above 2 is closed.
 pub fn in_child(
-    _setup: &ProcessSetup,
+    setup: &ProcessSetup,
     sandbox: Option<&Sandbox>,
     keep_fd: Option<RawFd>,
 ) -> Result<(), Failure> {
@@ -79,7 +123,7 @@ pub fn in_child(
     if unsafe { libc::setsid() } < 0 {
         return Err(Failure::last(Stage::Session));
     }
-    reset_signals()?;
+    reset_signals(setup)?;
     // Every fd above stderr is closed on exec: nothing of the supervisor's leaks into the
     // sandbox, whatever its CLOEXEC discipline.
     // SAFETY: close_range only changes flags on our own fd table.
@@ -109,21 +153,37 @@ pub fn in_child(
 /// The child starts with default dispositions (ignored ones would survive exec) and an
 /// empty signal mask (the supervisor blocks nearly everything for its signalfd), in that
 /// order: the child runs in the supervisor's memory until it execs, so a handler of the
-/// supervisor's must never run in it.
-fn reset_signals() -> Result<(), Failure> {
-    // SAFETY: sigset_t is plain data; sigemptyset, sigprocmask and signal are
-    // async-signal-safe.
-    unsafe {
-        // 1..=64 covers every Linux signal; KILL/STOP and glibc's reserved ones just
-        // return EINVAL, which is harmless here.
-        for sig in 1..65 {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigemptyset(set.as_mut_ptr());
-        if libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
+/// supervisor's must never run in it. Only the signals captured as non-default are reset.
+fn reset_signals(setup: &ProcessSetup) -> Result<(), Failure> {
+    let dfl = KernelSigaction::default(); // SIG_DFL is 0
+    for &sig in setup.resets() {
+        // SAFETY: rt_sigaction with a valid action on our own process.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                libc::c_int::from(sig),
+                &dfl,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+        if r != 0 {
             return Err(Failure::last(Stage::Signals));
         }
+    }
+    let empty: u64 = 0;
+    // SAFETY: rt_sigprocmask with an 8-byte set, the kernel's sigset size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    if r != 0 {
+        return Err(Failure::last(Stage::Signals));
     }
     Ok(())
 }
@@ -240,4 +300,43 @@ fn read_db(policy: &Path, db: &str) -> Result<String, PolicyError> {
             format!("cannot read {db} to resolve the user: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_non_default_dispositions_are_reset_and_the_reset_works() {
+        // In a fork, so the test process keeps its own dispositions and mask.
+        // SAFETY: the child makes raw syscalls and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: raw signal calls in our own (child) process.
+            let code = unsafe {
+                libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+                let setup = ProcessSetup::capture();
+                let listed = setup.resets().contains(&(libc::SIGUSR2 as u8))
+                    && setup.resets().contains(&(libc::SIGPIPE as u8)) // std ignores it
+                    && !setup.resets().contains(&(libc::SIGUSR1 as u8));
+                let mut block: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut block);
+                libc::sigprocmask(libc::SIG_BLOCK, &block, std::ptr::null_mut());
+                let ok = reset_signals(&setup).is_ok();
+                let mut old: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(libc::SIGUSR2, std::ptr::null(), &mut old);
+                let mut mask: libc::sigset_t = std::mem::zeroed();
+                libc::sigprocmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask);
+                let unblocked = libc::sigismember(&mask, libc::SIGTERM) == 0;
+                i32::from(!(listed && ok && old.sa_sigaction == libc::SIG_DFL && unblocked))
+            };
+            // SAFETY: leave the forked test process at once.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
 }
