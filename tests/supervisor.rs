@@ -791,3 +791,42 @@ fn unwritable_status_dir_fails_startup() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("supervisor.setup_failed"));
     let _ = out.status.signal();
 }
+
+#[test]
+fn unconfined_child_and_hook_die_with_a_killed_supervisor() {
+    require_root();
+    // The child under --no-policy.
+    let s = Scratch::new("pdeath-child");
+    let child = s.child_script("child.sh", "echo $$ > child.pid; exec sleep 1000");
+    let mut sup = spawn_ready(&s, &[], &child);
+    wait_for("the child to record its pid", LONG, || {
+        !s.read("child.pid").is_empty()
+    });
+    let pid: i32 = s.read("child.pid").trim().parse().unwrap();
+    assert!(alive(pid));
+    sup.child.kill().unwrap(); // SIGKILL: no chance to clean up
+    sup.child.wait().unwrap();
+    let gone = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        !alive(pid)
+    });
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    assert!(gone, "the unconfined child outlived its killed supervisor");
+
+    // The hook, which runs unconfined too.
+    let s = Scratch::new("pdeath-hook");
+    let hook = s.script("boot.sh", "echo $$ > hook.pid; exec sleep 1000");
+    let mut sup = spawn(&s, &["--hook", hook.to_str().unwrap(), "--", "true"]);
+    wait_for("the hook to record its pid", LONG, || {
+        !s.read("hook.pid").is_empty()
+    });
+    let pid: i32 = s.read("hook.pid").trim().parse().unwrap();
+    sup.child.kill().unwrap();
+    sup.child.wait().unwrap();
+    let gone = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        !alive(pid)
+    });
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    assert!(gone, "the hook outlived its killed supervisor");
+}

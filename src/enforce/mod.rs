@@ -62,6 +62,8 @@ pub struct ProcessSetup {
     /// SIGPIPE and handles SIGSEGV/SIGBUS): only those need a reset in the child.
     reset: [u8; 64],
     resets: usize,
+    /// The supervisor's pid, to detect that it died before PR_SET_PDEATHSIG was armed.
+    supervisor: libc::pid_t,
 }
 
 /// The kernel's `struct sigaction` for `rt_sigaction` (x86-64 layout, no glibc wrapper:
@@ -82,6 +84,8 @@ impl ProcessSetup {
         let mut setup = ProcessSetup {
             reset: [0; 64],
             resets: 0,
+            // SAFETY: getpid has no failure mode.
+            supervisor: unsafe { libc::getpid() },
         };
         for sig in 1..=64u8 {
             let mut old = KernelSigaction::default();
@@ -146,8 +150,36 @@ pub fn in_child(
     }
     match sandbox {
         Some(s) => s.apply(),
-        None => Ok(()),
+        // Unconfined (the hook, or --no-policy) still dies with the supervisor: nothing we
+        // start may outlive the process that would clean it up. (The sandbox arms this
+        // after its uid change, which clears it.)
+        None => die_with_supervisor(setup.supervisor),
     }
+}
+
+/// PR_SET_PDEATHSIG SIGKILL, then the check that the supervisor did not die before it was
+/// armed (we would have been re-parented already).
+pub(crate) fn die_with_supervisor(supervisor: libc::pid_t) -> Result<(), Failure> {
+    // SAFETY: prctl and getppid with integer arguments.
+    unsafe {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(Failure::last(Stage::ParentDeath));
+        }
+        if libc::getppid() != supervisor {
+            return Err(Failure {
+                stage: Stage::ParentDeath,
+                errno: libc::ESRCH,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The child starts with default dispositions (ignored ones would survive exec) and an

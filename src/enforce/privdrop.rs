@@ -127,22 +127,7 @@ impl Plan {
                 return Err(Failure::last(Stage::Capabilities));
             }
             self.verify()?;
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(Failure::last(Stage::ParentDeath));
-            }
-            if libc::getppid() != self.supervisor {
-                return Err(Failure {
-                    stage: Stage::ParentDeath,
-                    errno: libc::ESRCH,
-                });
-            }
+            super::die_with_supervisor(self.supervisor)?;
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(Failure::last(Stage::NoNewPrivs));
             }
