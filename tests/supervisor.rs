@@ -341,6 +341,13 @@ fn crashes_restart_with_exponential_backoff() {
     assert_eq!(status["restarts"], 5);
     assert_eq!(status["last_exit"]["code"], 7);
     assert_eq!(status["reason"], "crash_loop");
+    let msg = status["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("child exited with code 7 after 5 restarts"),
+        "{msg}"
+    );
+    let crash = named(&events, "crash_loop");
+    assert_eq!(crash[0]["msg"], msg);
     let p = phases(&events);
     assert_eq!(p.iter().filter(|p| *p == "BackOff").count(), 5);
     assert_eq!(p.last().unwrap(), "Failed");

@@ -122,7 +122,7 @@ impl Supervisor {
                         Decision::CrashLoop => {
                             let max = self.args.max_restarts.unwrap_or(0);
                             let msg = format!(
-                                "child exited {} after {} restarts within {:?}; fix the command or raise --max-restarts",
+                                "child {} after {} restarts within {:?}; fix the command or raise --max-restarts",
                                 describe(status),
                                 max,
                                 self.args.restart_window
