@@ -197,9 +197,12 @@ fn untrusted_hooks_are_refused_as_root() {
     // World-writable file.
     let writable = s.script("writable.sh", &body);
     fs::set_permissions(&writable, fs::Permissions::from_mode(0o757)).unwrap();
-    // Symlink to a trusted file.
     let good = s.script("good.sh", &body);
-    let link = s.join("link.sh");
+    // A symlink to a trusted file, planted in a directory others can write to.
+    let open_links = s.join("open-links");
+    fs::create_dir(&open_links).unwrap();
+    fs::set_permissions(&open_links, fs::Permissions::from_mode(0o777)).unwrap();
+    let link = open_links.join("link.sh");
     std::os::unix::fs::symlink(&good, &link).unwrap();
     // Not owned by root.
     let foreign = s.script("foreign.sh", &body);
@@ -216,7 +219,7 @@ fn untrusted_hooks_are_refused_as_root() {
         (&writable, "writable by group or others"),
         (&link, "symlink"),
         (&foreign, "not root"),
-        (&in_open, "writable by group or others"),
+        (&in_open, "a user other than root can modify"),
     ] {
         let (st, events) = spawn(&s, &["--hook", hook.to_str().unwrap(), "--", "true"]).wait(LONG);
         assert_eq!(st.code(), Some(82), "{}", hook.display());
@@ -229,21 +232,27 @@ fn untrusted_hooks_are_refused_as_root() {
         assert_eq!(status["hook"]["result"], "untrusted");
     }
     assert!(!marker.exists(), "no untrusted hook may run");
-    // The same file, once trusted, runs.
-    let (st, _) = spawn(
-        &s,
-        &[
-            "--hook",
-            good.to_str().unwrap(),
-            "--restart",
-            "never",
-            "--",
-            "true",
-        ],
-    )
-    .wait(LONG);
-    assert_eq!(st.code(), Some(0));
-    assert!(marker.exists());
+    // The same file runs when it is trusted, also through a symlink only root could have
+    // planted (a root-owned link in a root-owned directory).
+    let root_link = s.join("root-link.sh");
+    std::os::unix::fs::symlink(&good, &root_link).unwrap();
+    for hook in [&good, &root_link] {
+        let _ = fs::remove_file(&marker);
+        let (st, _) = spawn(
+            &s,
+            &[
+                "--hook",
+                hook.to_str().unwrap(),
+                "--restart",
+                "never",
+                "--",
+                "true",
+            ],
+        )
+        .wait(LONG);
+        assert_eq!(st.code(), Some(0), "{}", hook.display());
+        assert!(marker.exists(), "{}", hook.display());
+    }
 }
 
 #[test]

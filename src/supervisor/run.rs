@@ -265,22 +265,23 @@ impl Supervisor {
         let path = self.args.hook.clone();
         let shown = path.display().to_string();
         let strict = nix::unistd::geteuid().is_root();
-        let executable = match hook::inspect(&path, strict) {
+        let env = hook::environment(&path);
+        let prepared = match hook::prepare(&path, strict, &env) {
             Ok(Found::Missing) => {
                 info!(event = "hook.skipped", path = %shown, "no boot hook at this path; continuing");
                 self.report.status.hook.result = HookResult::Skipped;
                 return Ok(());
             }
-            Ok(Found::Present { executable }) => executable,
+            Ok(Found::Present(p)) => p,
             Err(why) => {
-                error!(event = "hook.untrusted", path = %shown, error = %why, "refusing to run the boot hook as root");
+                error!(event = "hook.untrusted", path = %shown, error = %why, "refusing to run the boot hook");
                 self.report.status.hook.result = HookResult::Untrusted;
                 let msg = format!("boot hook {shown} refused: {why}");
                 return Err(self.fail(Reason::HookUntrusted, msg, ExitCode::HookUntrusted.code()));
             }
         };
         let started = Instant::now();
-        let mut running = match hook::spawn(&mut self.spawner, &path, executable, &self.cwd) {
+        let mut running = match hook::spawn(&mut self.spawner, &prepared, &env, &self.cwd) {
             Ok(r) => r,
             Err(e) => {
                 error!(event = "hook.exit", path = %shown, error = %e, "boot hook could not be started");
@@ -290,7 +291,10 @@ impl Supervisor {
             }
         };
         let pid = Pid::from_raw(running.pid);
-        info!(event = "hook.start", path = %shown, pid = running.pid, direct = executable, "running boot hook");
+        let interpreter = prepared.interpreter().map(|p| p.display().to_string());
+        info!(event = "hook.start", path = %shown, pid = running.pid, direct = prepared.direct(),
+            interpreter = interpreter.as_deref().unwrap_or(""), "running boot hook");
+        drop(prepared); // the checked descriptors: the hook holds its own copies now
         self.report.status.hook.result = HookResult::Running;
         self.report.write();
         self.watched = Some(pid);
