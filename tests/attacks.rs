@@ -468,3 +468,114 @@ fn hook_that_is_not_a_regular_file_is_refused_without_blocking() {
     assert_refused(&l.s, &fifo, &[], "FIFO");
     assert_refused(&l.s, &l.trusted, &[], "directory");
 }
+
+/// Polls until `pid_file` names a process, then returns its pid.
+fn pid_in(s: &Scratch, name: &str) -> i32 {
+    s.read(name).trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn leftover_setsid_daemon_of_the_hook_is_gone_before_the_child_starts() {
+    require_root();
+    let s = Scratch::new("atk-hook-daemon");
+    // Two daemons that left the hook's process group: one ignores SIGTERM, the other answers
+    // it by starting a fresh daemon (which ignores SIGTERM) and exiting.
+    let hook = s.script(
+        "boot.sh",
+        "setsid sh -c 'trap \"\" TERM; echo $$ > daemon.pid; while :; do date +%s%N >> daemon.beat; sleep 0.01; done' </dev/null >/dev/null 2>&1 &\n\
+         setsid sh -c 'trap \"setsid sh -c \\\"trap \\\\\\\"\\\\\\\" TERM; echo \\\\$\\\\$ > respawned.pid; while :; do date +%s%N >> daemon.beat; sleep 0.01; done\\\" </dev/null >/dev/null 2>&1 & exit 0\" TERM; echo $$ > phoenix.pid; while :; do sleep 0.01; done' </dev/null >/dev/null 2>&1 &\n\
+         while [ ! -s daemon.pid ] || [ ! -s phoenix.pid ]; do sleep 0.01; done",
+    );
+    let child = s.child_script(
+        "child.sh",
+        "date +%s%N > child.start\n\
+         for f in daemon.pid phoenix.pid respawned.pid; do if [ -s $f ] && kill -0 $(cat $f) 2>/dev/null; then echo \"$f alive\" >> seen; fi; done\n\
+         echo checked >> seen",
+    );
+    let (st, events) = spawn(
+        &s,
+        &[
+            "--hook",
+            hook.to_str().unwrap(),
+            "--grace",
+            "300ms",
+            "--restart",
+            "never",
+            "--",
+            child.to_str().unwrap(),
+        ],
+    )
+    .wait(LONG);
+    assert_eq!(st.code(), Some(0), "{events:?}");
+    assert_eq!(
+        s.read("seen"),
+        "checked\n",
+        "a daemon of the hook ran beside the child"
+    );
+    let child_start: u128 = s.read("child.start").trim().parse().unwrap();
+    let last_beat: u128 = s
+        .read("daemon.beat")
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .max()
+        .unwrap();
+    assert!(
+        last_beat < child_start,
+        "a daemon of the hook was still running when the child started"
+    );
+    assert!(
+        pid_in(&s, "respawned.pid") > 0,
+        "the respawning daemon's SIGTERM trap ran"
+    );
+    for f in ["daemon.pid", "phoenix.pid", "respawned.pid"] {
+        assert!(!alive(pid_in(&s, f)), "{f} survived");
+    }
+    let cleanup = named(&events, "group.cleanup");
+    assert_eq!(cleanup.len(), 1);
+    assert_eq!(cleanup[0]["of"], "hook");
+    assert!(cleanup[0]["count"].as_u64().unwrap() >= 2);
+    assert_eq!(named(&events, "group.kill").len(), 1);
+}
+
+#[test]
+fn leftover_setsid_descendants_of_generations_do_not_accumulate() {
+    require_root();
+    let s = Scratch::new("atk-gen-daemons");
+    // Every generation leaves a setsid daemon ignoring SIGTERM and a double-forked one,
+    // then counts how many earlier ones are still alive.
+    let child = s.child_script(
+        "child.sh",
+        "n=$(( $(cat gen 2>/dev/null || echo 0) + 1 )); echo $n > gen\n\
+         alive=0; for f in d.*.pid; do [ -s \"$f\" ] && kill -0 $(cat $f) 2>/dev/null && alive=$((alive+1)); done; echo $alive >> alive.log\n\
+         setsid sh -c \"trap '' TERM; echo \\$\\$ > d.$n.a.pid; while :; do sleep 0.05; done\" </dev/null >/dev/null 2>&1 &\n\
+         (setsid sh -c \"echo \\$\\$ > d.$n.b.pid; while :; do sleep 0.05; done\" </dev/null >/dev/null 2>&1 &)\n\
+         while [ ! -s d.$n.a.pid ] || [ ! -s d.$n.b.pid ]; do sleep 0.01; done; exit 1",
+    );
+    let (st, events) = spawn(
+        &s,
+        &[
+            "--no-hook",
+            "--backoff-initial",
+            "0",
+            "--max-restarts",
+            "7",
+            "--grace",
+            "100ms",
+            "--",
+            child.to_str().unwrap(),
+        ],
+    )
+    .wait(LONG);
+    assert_eq!(st.code(), Some(84), "{events:?}");
+    assert_eq!(
+        s.read("alive.log"),
+        "0\n".repeat(8),
+        "leftovers accumulated"
+    );
+    for e in fs::read_dir(&s.path).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("d.") {
+            assert!(!alive(pid_in(&s, &name)), "{name} survived");
+        }
+    }
+}

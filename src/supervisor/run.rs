@@ -51,6 +51,10 @@ pub struct Supervisor {
     watched_exit: Option<WaitStatus>,
     /// Where forwarded signals go: the hook's or the child's process group.
     forward_to: Option<Pid>,
+    /// The supervisor's own long-lived helper processes (none yet; e.g. an egress proxy):
+    /// the sweep for leftovers after the hook and after each generation spares them and
+    /// what runs below them.
+    helpers: Vec<Pid>,
 }
 
 enum ChildEnd {
@@ -89,6 +93,7 @@ impl Supervisor {
             watched: None,
             watched_exit: None,
             forward_to: None,
+            helpers: Vec::new(),
         }
     }
 
@@ -112,7 +117,7 @@ impl Supervisor {
                 ChildEnd::StopRequested => return self.stop_child(pid),
                 ChildEnd::Exited(status, uptime) => {
                     self.forward_to = None;
-                    self.drain_group(pid, "child");
+                    self.drain_leftovers(pid, "child");
                     if self.stop.is_some() {
                         return self.finish_stopped();
                     }
@@ -229,28 +234,65 @@ impl Supervisor {
         }
     }
 
-    /// After the group leader exited: what is left of its group gets SIGTERM, then SIGKILL
-    /// after the grace, so no generation overlaps the next one.
-    fn drain_group(&mut self, pgid: Pid, what: &str) {
-        if !child::group_alive(pgid) {
+    /// After the hook or a generation ended: everything it left behind, its process group
+    /// and every other descendant (a daemon that called setsid is in neither), gets
+    /// SIGTERM, then SIGKILL after the grace, and is reaped before anything else starts: a
+    /// leftover of the hook would run as root beside the child, and a generation's would
+    /// pile up across restarts.
+    fn drain_leftovers(&mut self, pgid: Pid, what: &str) {
+        let left = tree::descendants_except(&self.helpers);
+        if left.is_empty() && !child::group_alive(pgid) {
             return;
         }
         warn!(
             event = "group.cleanup",
             pgid = pgid.as_raw(),
             of = what,
-            "processes left in the group: sending SIGTERM"
+            count = left.len(),
+            "processes left behind: sending SIGTERM"
         );
         child::signal_group(pgid, Signal::SIGTERM);
-        if !self.wait_group_gone(pgid, after(self.args.grace)) {
+        for p in left {
+            let _ = nix::sys::signal::kill(p, Signal::SIGTERM);
+        }
+        if self.wait_leftovers_gone(pgid, after(self.args.grace), None) {
+            return;
+        }
+        warn!(
+            event = "group.kill",
+            pgid = pgid.as_raw(),
+            of = what,
+            "leftovers outlived the grace: sending SIGKILL"
+        );
+        if !self.wait_leftovers_gone(pgid, after(KILL_WAIT), Some(Signal::SIGKILL)) {
             warn!(
-                event = "group.kill",
-                pgid = pgid.as_raw(),
-                of = what,
-                "group outlived the grace: sending SIGKILL"
+                event = "stop.leftovers",
+                count = tree::descendants_except(&self.helpers).len(),
+                "descendants survived SIGKILL (uninterruptible sleep?)"
             );
-            child::signal_group(pgid, Signal::SIGKILL);
-            self.wait_group_gone(pgid, after(KILL_WAIT));
+        }
+    }
+
+    /// Waits until the group is empty and no descendant is left (all reaped), or
+    /// `deadline`; with `kill`, sends it again to the group and to every descendant found
+    /// on each round, so processes forked meanwhile are caught too.
+    fn wait_leftovers_gone(&mut self, pgid: Pid, deadline: Instant, kill: Option<Signal>) -> bool {
+        loop {
+            let left = tree::descendants_except(&self.helpers);
+            if left.is_empty() && !child::group_alive(pgid) {
+                return true;
+            }
+            if let Some(sig) = kill {
+                child::signal_group(pgid, sig);
+                for p in &left {
+                    let _ = nix::sys::signal::kill(*p, sig);
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.wait(Some(deadline.min(now + GROUP_POLL)), &[]);
         }
     }
 
@@ -362,7 +404,7 @@ impl Supervisor {
         self.forward_to = None;
         let status = self.watched_exit.take().expect("loop ends on exit");
         self.watched = None;
-        self.drain_group(pid, "hook");
+        self.drain_leftovers(pid, "hook");
 
         let duration_ms = started.elapsed().as_millis() as u64;
         let h = &mut self.report.status.hook;
