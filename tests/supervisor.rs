@@ -846,3 +846,48 @@ fn unconfined_child_and_hook_die_with_a_killed_supervisor() {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
     assert!(gone, "the hook outlived its killed supervisor");
 }
+
+#[test]
+fn fault_and_realtime_signals_from_outside_are_forwarded_and_the_supervisor_survives() {
+    require_root();
+    let s = Scratch::new("fault-signals");
+    let catch = format!("catch:{}", s.join("caught").display());
+    let sup = spawn(
+        &s,
+        &["--no-hook", "--ready-after", "0", "--", PROBE, &catch],
+    );
+    wait_phase(&s, "Ready", LONG);
+    wait_for("the probe's handlers", LONG, || {
+        sup.stdout().contains("ready")
+    });
+    deliver_and_wait(&s, sup.pid(), &outside_signals());
+    assert!(
+        alive(sup.pid()),
+        "a signal from outside killed the supervisor"
+    );
+    assert_eq!(s.status()["phase"], "Ready");
+    sup.signal(Signal::SIGTERM);
+    let (st, events) = sup.wait(LONG);
+    assert_eq!(st.code(), Some(0));
+    let forwarded: Vec<_> = named(&events, "signal.forward")
+        .iter()
+        .map(|e| e["signal"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        forwarded,
+        [
+            "SIGSEGV",
+            "SIGBUS",
+            "SIGILL",
+            "SIGFPE",
+            "SIGTRAP",
+            "SIGABRT",
+            "SIGSYS",
+            "SIGRTMIN+3"
+        ]
+    );
+    assert!(
+        s.read("caught").ends_with("\n15\n"),
+        "the stop reached the child too"
+    );
+}

@@ -87,3 +87,10 @@ pub fn group_alive(pgid: Pid) -> bool {
 pub fn signal_group(pgid: Pid, sig: Signal) -> bool {
     killpg(pgid, sig).is_ok()
 }
+
+/// Sends signal number `signo` (real-time ones included, which `Signal` cannot name) to
+/// the group.
+pub fn signal_group_raw(pgid: Pid, signo: libc::c_int) -> bool {
+    // SAFETY: kill with a negative pid signals the process group.
+    unsafe { libc::kill(-pgid.as_raw(), signo) == 0 }
+}

@@ -177,21 +177,23 @@ impl Supervisor {
             }
         }
         for sig in batch.signals {
-            let is_stop = matches!(sig, Signal::SIGTERM | Signal::SIGINT);
-            if is_stop && self.stop.is_none() {
-                self.stop = Some(sig);
+            let stop = [Signal::SIGTERM, Signal::SIGINT]
+                .into_iter()
+                .find(|s| sig.is(*s));
+            if let (Some(stop), None) = (stop, self.stop) {
+                self.stop = Some(stop);
                 // Forward before anything else, even the log line: after a long idle spell
                 // the first log line costs more than the kill. The step in progress then
                 // reacts to `stop` (phase, grace, SIGKILL) without signalling again.
                 if let Some(pg) = self.forward_to {
-                    self.stop_forwarded = child::signal_group(pg, sig);
+                    self.stop_forwarded = child::signal_group(pg, stop);
                     // The woken process is often queued on our CPU and would wait for our
                     // bookkeeping (log, status write, /proc scan); let it run first.
                     let _ = nix::sched::sched_yield();
                 }
                 info!(
                     event = "stop.requested",
-                    signal = sig.as_str(),
+                    signal = stop.as_str(),
                     forwarded = self.stop_forwarded,
                     "stop requested"
                 );
@@ -199,10 +201,10 @@ impl Supervisor {
             }
             match self.forward_to {
                 Some(pg) => {
-                    let ok = child::signal_group(pg, sig);
+                    let ok = child::signal_group_raw(pg, sig.signo);
                     info!(
                         event = "signal.forward",
-                        signal = sig.as_str(),
+                        signal = %sig.name(),
                         pgid = pg.as_raw(),
                         delivered = ok,
                         "forwarded signal"
@@ -210,7 +212,7 @@ impl Supervisor {
                 }
                 None => debug!(
                     event = "signal.dropped",
-                    signal = sig.as_str(),
+                    signal = %sig.name(),
                     "no process to forward to"
                 ),
             }
