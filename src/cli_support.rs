@@ -93,6 +93,8 @@ pub struct Flag<T> {
     pub help: &'static str,
     /// Another flag of the same table that must not be given together with this one.
     pub conflicts: Option<&'static str>,
+    /// May be given more than once (the setter accumulates).
+    pub repeatable: bool,
 }
 
 impl<T> Flag<T> {
@@ -102,6 +104,7 @@ impl<T> Flag<T> {
             takes: Takes::Switch(set),
             help,
             conflicts: None,
+            repeatable: false,
         }
     }
 
@@ -117,11 +120,17 @@ impl<T> Flag<T> {
             takes: Takes::Value { name, default, set },
             help,
             conflicts: None,
+            repeatable: false,
         }
     }
 
     pub const fn conflicts_with(mut self, other: &'static str) -> Flag<T> {
         self.conflicts = Some(other);
+        self
+    }
+
+    pub const fn repeatable(mut self) -> Flag<T> {
+        self.repeatable = true;
         self
     }
 
@@ -301,7 +310,7 @@ pub fn parse_flags<T: Default>(
         let Some(flag) = spec.find(&long) else {
             return Err(spec.unknown(&format!("--{long}")));
         };
-        if seen.contains(&flag.long) {
+        if seen.contains(&flag.long) && !flag.repeatable {
             return Err(spec.usage_error(&format!("--{} was given more than once", flag.long)));
         }
         seen.push(flag.long);

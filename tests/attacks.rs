@@ -671,3 +671,198 @@ fn leftover_setsid_descendants_of_generations_do_not_accumulate() {
         }
     }
 }
+
+/// A policy confining the probe (a static binary: it needs only itself and /proc) as
+/// nobody, and a copy of the probe it may run.
+fn confined_probe(s: &Scratch) -> (PathBuf, PathBuf) {
+    let probe = program(PROBE, &s.join("probe"), 0o755, 0);
+    let policy = file(
+        &s.join("policy.yaml"),
+        &format!(
+            "version: 1\nfilesystem_policy:\n  read_only: [/proc, {}]\n  read_write: [/dev/null]\nprocess:\n  run_as_user: nobody\n  run_as_group: nogroup\n",
+            probe.display()
+        ),
+        0o644,
+        0,
+    );
+    (policy, probe)
+}
+
+/// Runs a confined probe printing its /proc/self/environ, after `hook`, with `env` in the
+/// supervisor's environment and `extra` flags. Returns the exit code, the child's
+/// variables and the events.
+fn run_env(
+    s: &Scratch,
+    hook: &Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> (Option<i32>, Vec<String>, Vec<serde_json::Value>) {
+    let (policy, probe) = confined_probe(s);
+    let mut c = Command::new(SUPERVISOR);
+    c.arg("--policy")
+        .arg(&policy)
+        .arg("--hook")
+        .arg(hook)
+        .arg("--status-dir")
+        .arg(s.status_dir())
+        .args(["--restart", "never"])
+        .args(extra)
+        .arg("--")
+        .arg(&probe)
+        .arg("environ")
+        .current_dir(&s.path);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let sup = spawn_cmd(s, c);
+    let out = sup.out.clone();
+    let (st, events) = sup.wait(LONG);
+    let stdout = fs::read_to_string(out).unwrap_or_default();
+    let vars = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["op"] == "environ")
+        .map(|v| {
+            v["vars"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (st.code(), vars, events)
+}
+
+const SECRET: (&str, &str) = ("OPENAI_API_KEY", "sk-test-not-for-the-agent");
+
+#[test]
+fn env_secrets_reach_the_hook_but_not_the_confined_child() {
+    require_root();
+    let s = Scratch::new("atk-env-secret");
+    let env_file = file(
+        &s.join("hook.env"),
+        "# for the hook only\nHOOK_ONLY_TOKEN=from-the-file\n",
+        0o600,
+        0,
+    );
+    let saw = s.join("hook-saw");
+    let hook = s.script(
+        "boot.sh",
+        &format!(
+            "echo \"$OPENAI_API_KEY $HOOK_ONLY_TOKEN $OPENSHELL_HOOK\" > {}",
+            saw.display()
+        ),
+    );
+    let env = [SECRET, ("NODE_ENV", "production"), ("LC_ALL", "C.UTF-8")];
+    let flags = [
+        "--hook-env-file",
+        env_file.to_str().unwrap(),
+        "--child-env",
+        "NODE_*",
+    ];
+    let (code, vars, events) = run_env(&s, &hook, &env, &flags);
+    assert_eq!(code, Some(0), "{events:?}");
+    // The hook used both secrets.
+    assert_eq!(
+        s.read("hook-saw"),
+        format!("{} from-the-file {}\n", SECRET.1, hook.display())
+    );
+    // The confined child saw neither, nor the hook's path; it got the allow-list, the
+    // policy user's identity and what --child-env named.
+    let has = |kv: &str| vars.iter().any(|v| v == kv);
+    let names: Vec<&str> = vars.iter().map(|v| v.split('=').next().unwrap()).collect();
+    for leaked in [SECRET.0, "HOOK_ONLY_TOKEN", "OPENSHELL_HOOK"] {
+        assert!(
+            !names.contains(&leaked),
+            "{leaked} reached the child: {vars:?}"
+        );
+    }
+    assert!(!vars.iter().any(|v| v.contains(SECRET.1)), "{vars:?}");
+    for want in [
+        "NODE_ENV=production",
+        "LC_ALL=C.UTF-8",
+        "USER=nobody",
+        "OPENSHELL_SANDBOX=1",
+    ] {
+        assert!(has(want), "{want} missing: {vars:?}");
+    }
+    assert!(names.contains(&"PATH"), "{vars:?}");
+    assert!(!has("HOME=/root"), "{vars:?}");
+    let child_env = named(&events, "child.env");
+    assert!(child_env[0]["withheld"]
+        .as_str()
+        .unwrap()
+        .contains(SECRET.0));
+    assert_eq!(
+        named(&events, "hook.env_file")[0]["names"],
+        "HOOK_ONLY_TOKEN"
+    );
+
+    // The explicit way to hand one over works, so the probe really reads what it gets.
+    let (code, vars, _) = run_env(&s, &hook, &env, &["--child-env", SECRET.0]);
+    assert_eq!(code, Some(0));
+    assert!(
+        vars.contains(&format!("{}={}", SECRET.0, SECRET.1)),
+        "{vars:?}"
+    );
+}
+
+#[test]
+fn env_hook_env_file_nobody_could_write_or_read_is_refused() {
+    let l = Layout::new("atk-env-file");
+    let body = "LD_PRELOAD=/tmp/evil.so\n";
+    let nobodys = file(&l.s.join("nobodys.env"), body, 0o600, NOBODY);
+    let readable = file(&l.s.join("readable.env"), body, 0o644, 0);
+    let in_evil = file(&l.evil.join("root.env"), body, 0o600, 0);
+    let root_ok = file(&l.trusted.join("ok.env"), "TOKEN=1\n", 0o600, 0);
+    link("../trusted/ok.env", &l.userdir.join("planted.env"), NOBODY);
+    let hook = l.trusted.join("boot.sh");
+    for (f, expect) in [
+        (nobodys, "owned by uid 65534"),
+        (readable, "readable by group or others"),
+        (in_evil, "a user other than root can modify"),
+        (l.userdir.join("planted.env"), "is a symlink"),
+    ] {
+        let (code, events) = run_hook_with(&l.s, &hook, &["--hook-env-file", f.to_str().unwrap()]);
+        assert_eq!(code, Some(82), "{}: {events:?}", f.display());
+        let err = named(&events, "hook.untrusted")[0]["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(err.contains(expect), "{}: {err}", f.display());
+    }
+    let malformed = file(&l.trusted.join("bad.env"), "A=1\nnot a pair\n", 0o600, 0);
+    for (f, expect) in [
+        (malformed, "line 2"),
+        (l.trusted.join("none.env"), "does not exist"),
+    ] {
+        let (code, events) = run_hook_with(&l.s, &hook, &["--hook-env-file", f.to_str().unwrap()]);
+        assert_eq!(code, Some(78), "{}: {events:?}", f.display());
+        let err = named(&events, "hook.env_file_invalid")[0]["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(err.contains(expect), "{err}");
+    }
+    assert!(
+        l.marks.any().is_empty(),
+        "the hook ran with a refused env file"
+    );
+    let (code, _) = run_hook_with(&l.s, &hook, &["--hook-env-file", root_ok.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(l.marks.read("trusted"), "0\n");
+}
+
+/// `run_hook` with extra flags.
+fn run_hook_with(
+    s: &Scratch,
+    hook: &Path,
+    extra: &[&str],
+) -> (Option<i32>, Vec<serde_json::Value>) {
+    let mut args = vec!["--hook", hook.to_str().unwrap(), "--restart", "never"];
+    args.extend_from_slice(extra);
+    args.extend(["--", "true"]);
+    let (st, events) = spawn(s, &args).wait(LONG);
+    (st.code(), events)
+}

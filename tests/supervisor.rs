@@ -785,6 +785,8 @@ fn usage_errors_exit_64_and_help_is_complete() {
         "--status-dir",
         "--log-format",
         "--log-level",
+        "--child-env",
+        "--hook-env-file",
         "Exit codes",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");

@@ -265,8 +265,9 @@ impl Sandbox {
         })
     }
 
-    /// Environment the child gets on top of the supervisor's: a shell or tool that reads
-    /// HOME must not find root's (`/root`) after the drop.
+    /// The identity variables the child gets from the policy user (its inherited ones are
+    /// dropped): a shell or tool that reads HOME must not find root's (`/root`) after the
+    /// drop.
     pub fn child_env(&self) -> Vec<(&'static str, String)> {
         let id = &self.identity;
         let mut env = Vec::new();

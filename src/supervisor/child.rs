@@ -6,9 +6,9 @@ use crate::enforce::Sandbox;
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsString};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// argv, environment, start directory and the paths to try, built once: the same for every
@@ -30,12 +30,7 @@ impl Prepared {
             .map(|(_, v)| v.as_os_str());
         let program = Program::search(&argv[0], path)?;
         let argv = CVec::new(argv.iter().map(|a| a.as_bytes()))?;
-        let envp = CVec::new(env.iter().map(|(k, v)| {
-            let mut kv = k.clone().into_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            kv
-        }))?;
+        let envp = CVec::new(super::env::entries(env))?;
         let cwd = CString::new(cwd.as_os_str().as_bytes())
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         Ok(Prepared {
@@ -45,19 +40,6 @@ impl Prepared {
             cwd,
         })
     }
-}
-
-/// The environment of today's supervisor process with `overrides` applied.
-pub fn inherited_env(overrides: &[(&str, String)]) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !overrides.iter().any(|(o, _)| OsStr::new(o) == k))
-        .collect();
-    env.extend(
-        overrides
-            .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-    );
-    env
 }
 
 /// Starts one generation in a new session, with `sandbox` applied between clone and exec.

@@ -23,6 +23,7 @@ pub const DEFAULT_POLICY: &str = "/etc/openshell/policy.yaml";
 
 /// What the command line asks for.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // built once per process, moved once
 pub enum Cli {
     /// `supervisor [OPTIONS] -- COMMAND…`
     Run(RunArgs),
@@ -81,6 +82,10 @@ pub struct RunArgs {
     pub grace: Duration,
     pub ready_after: Duration,
     pub status_dir: PathBuf,
+    /// Variables (or `PREFIX*`, `*`) of the supervisor's environment the child also gets.
+    pub child_env: Vec<String>,
+    /// `NAME=VALUE` lines added to the hook's environment only.
+    pub hook_env_file: Option<PathBuf>,
     pub log: LogArgs,
     /// The child command and its arguments (after `--`); never empty once parsed.
     pub command: Vec<OsString>,
@@ -140,6 +145,18 @@ pub const RUN_FLAGS: &[Flag<RunArgs>] = &[
             Ok(())
         },
     ),
+    Flag::value(
+        "hook-env-file",
+        "FILE",
+        None,
+        "NAME=VALUE lines added to the hook's environment only, never the child's. As root it \
+         must be root's, mode 600, on a path only root can change.",
+        |a: &mut RunArgs, v| {
+            a.hook_env_file = Some(path_value(v)?);
+            Ok(())
+        },
+    )
+    .conflicts_with("no-hook"),
     Flag::value(
         "policy",
         "PATH",
@@ -237,6 +254,25 @@ pub const RUN_FLAGS: &[Flag<RunArgs>] = &[
             Ok(())
         },
     ),
+    Flag::value(
+        "child-env",
+        "NAME",
+        None,
+        "Also pass this variable of the supervisor's environment to the child (repeatable; \
+         PREFIX* for a prefix, * for all). By default the child gets only PATH, LANG, LANGUAGE, \
+         LC_*, TZ, TERM, HOME, USER, LOGNAME (the policy user's own under a policy) and \
+         OPENSHELL_SANDBOX=1.",
+        |a: &mut RunArgs, v| {
+            let p = v
+                .to_str()
+                .ok_or_else(|| "not UTF-8".to_string())?
+                .to_owned();
+            super::env::check_pattern(&p)?;
+            a.child_env.push(p);
+            Ok(())
+        },
+    )
+    .repeatable(),
     Flag::value(
         "status-dir",
         "DIR",
@@ -481,6 +517,32 @@ mod tests {
             Err(Stop::Usage(s)) => s,
             other => panic!("{args:?} is not a usage error: {other:?}"),
         }
+    }
+
+    #[test]
+    fn child_env_adds_up_and_hook_env_file_needs_a_hook() {
+        let Cli::Run(a) = parse_strs(&[
+            "--child-env",
+            "NODE_ENV",
+            "--child-env=LC_*",
+            "--hook-env-file",
+            "/etc/openshell/hook.env",
+            "--",
+            "true",
+        ])
+        .unwrap() else {
+            panic!("not a run")
+        };
+        assert_eq!(a.child_env, ["NODE_ENV", "LC_*"]);
+        assert_eq!(
+            a.hook_env_file,
+            Some(PathBuf::from("/etc/openshell/hook.env"))
+        );
+        assert!(usage_error(&["--child-env", "A-B", "--", "true"]).contains("--child-env"));
+        assert!(
+            usage_error(&["--no-hook", "--hook-env-file", "/x", "--", "true"])
+                .contains("cannot be used with")
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod child;
 pub mod cli;
+mod env;
 mod events;
 pub mod hook;
 mod report;
@@ -70,7 +71,10 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         }
     };
     // Relative paths on the command line mean the start directory, not `/`.
-    for p in [&mut args.hook, &mut args.policy, &mut args.status_dir] {
+    for p in [&mut args.hook, &mut args.policy, &mut args.status_dir]
+        .into_iter()
+        .chain(args.hook_env_file.as_mut())
+    {
         if p.is_relative() {
             *p = cwd.join(&*p);
         }

@@ -4,6 +4,7 @@
 
 use super::child;
 use super::cli::RunArgs;
+use super::env;
 use super::events::Events;
 use super::hook::{self, Found, Lines};
 use super::report::Reporter;
@@ -309,7 +310,30 @@ impl Supervisor {
         let path = self.args.hook.clone();
         let shown = path.display().to_string();
         let strict = nix::unistd::geteuid().is_root();
-        let env = hook::environment(&path);
+        let mut env = hook::environment(&path);
+        if let Some(file) = self.args.hook_env_file.clone() {
+            match env::read_hook_env_file(&file, strict) {
+                Ok(vars) => {
+                    let names: Vec<_> = vars.iter().map(|(k, _)| k.to_string_lossy()).collect();
+                    info!(event = "hook.env_file", path = %file.display(), names = %names.join(","),
+                        "variables for the hook only");
+                    env = env::overlay(env, vars);
+                }
+                Err(env::EnvFileError::Untrusted(why)) => {
+                    error!(event = "hook.untrusted", path = %file.display(), error = %why, "refusing the hook's environment file");
+                    self.report.status.hook.result = HookResult::Untrusted;
+                    return Err(self.fail(
+                        Reason::HookUntrusted,
+                        why,
+                        ExitCode::HookUntrusted.code(),
+                    ));
+                }
+                Err(env::EnvFileError::Invalid(why)) => {
+                    error!(event = "hook.env_file_invalid", path = %file.display(), error = %why, "fix or remove --hook-env-file");
+                    return Err(self.fail(Reason::ConfigInvalid, why, ExitCode::Config.code()));
+                }
+            }
+        }
         let prepared = match hook::prepare(&path, strict, &env) {
             Ok(Found::Missing) => {
                 info!(event = "hook.skipped", path = %shown, "no boot hook at this path; continuing");
@@ -462,12 +486,20 @@ impl Supervisor {
         let generation = self.report.status.restarts + 1;
         let program = self.args.command[0].to_string_lossy().into_owned();
         if self.child_exec.is_none() {
-            let overrides = self
+            let identity = self
                 .sandbox
                 .as_ref()
                 .map(|s| s.child_env())
                 .unwrap_or_default();
-            let env = child::inherited_env(&overrides);
+            let (env, withheld) = env::child_env(
+                std::env::vars_os(),
+                &self.args.child_env,
+                &identity,
+                self.sandbox.is_some(),
+            );
+            let names: Vec<_> = env.iter().map(|(k, _)| k.to_string_lossy()).collect();
+            info!(event = "child.env", names = %names.join(","), withheld = %withheld.join(","),
+                "the child's environment (add names with --child-env)");
             match child::Prepared::new(&self.args.command, &env, &self.cwd) {
                 Ok(p) => self.child_exec = Some(p),
                 Err(e) => {

@@ -222,13 +222,7 @@ pub fn spawn(
         Some(i) => (Program::Fd(i.fd.as_raw_fd()), Some(hook.hook.as_raw_fd())),
     };
     let argv = CVec::new(&hook.argv).map_err(os)?;
-    let envp = CVec::new(env.iter().map(|(k, v)| {
-        let mut kv = k.as_bytes().to_vec();
-        kv.push(b'=');
-        kv.extend_from_slice(v.as_bytes());
-        kv
-    }))
-    .map_err(os)?;
+    let envp = CVec::new(super::env::entries(env)).map_err(os)?;
     let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(|_| os(nul()))?;
     let null = fs::File::open("/dev/null").map_err(os)?;
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| os(e.into()))?;
