@@ -1,12 +1,15 @@
-//! Enforcement: everything applied to the child between fork and exec.
+//! Enforcement: everything applied to the child between clone and exec.
 //!
-//! The split that keeps `pre_exec` async-signal-safe: [`Sandbox::prepare`] does every
-//! allocation and file read (policy, passwd/group, Landlock path fds, compiled BPF) once,
-//! in the supervisor, before the first fork; [`in_child`] then makes raw syscalls only, and
-//! reports a failure as a fixed-size (stage, errno) record over a CLOEXEC pipe.
+//! The split that keeps the child's side async-signal-safe (it runs in the supervisor's
+//! memory, see `supervisor::spawn`): [`Sandbox::prepare`] and [`ProcessSetup::capture`] do
+//! every allocation and file read (policy, passwd/group, Landlock path fds, compiled BPF,
+//! signal dispositions, the bounding set) once, in the supervisor, before the first spawn;
+//! [`in_child`] then makes raw syscalls only, and reports a failure as a fixed-size
+//! (stage, errno) record over a CLOEXEC pipe.
 //!
 //! Order in the child, and why:
-//! 1. session, signal reset, every fd above 2 close-on-exec ([`in_child`]);
+//! 1. session, signal reset, every fd above 2 close-on-exec ([`in_child`]); an unconfined
+//!    process arms its parent-death signal here;
 //! 2. privilege drop, see [`privdrop::Plan::apply`] (ends with no_new_privs, which the two
 //!    next steps need since the child holds no CAP_SYS_ADMIN any more);
 //! 3. Landlock: enters the ruleset prepared by the supervisor;
