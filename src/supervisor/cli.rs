@@ -260,7 +260,7 @@ pub const RUN_FLAGS: &[Flag<RunArgs>] = &[
         None,
         "Also pass this variable of the supervisor's environment to the child (repeatable; \
          PREFIX* for a prefix, * for all). By default the child gets only PATH, LANG, LANGUAGE, \
-         LC_*, TZ, TERM, HOME, USER, LOGNAME (the policy user's own under a policy) and \
+         LC_*, TZ, TERM, HOSTNAME, HOME, USER, LOGNAME (the policy user's own under a policy) and \
          OPENSHELL_SANDBOX=1.",
         |a: &mut RunArgs, v| {
             let p = v

@@ -17,7 +17,7 @@ use std::path::Path;
 
 /// What the child gets from the supervisor's environment without any `--child-env`.
 pub const DEFAULT_CHILD_ENV: &[&str] = &[
-    "PATH", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "HOME", "USER", "LOGNAME",
+    "PATH", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "HOSTNAME", "HOME", "USER", "LOGNAME",
 ];
 /// Set in a sandboxed child, as OpenShell sets it, so tools can tell they are sandboxed.
 pub const SANDBOX_VAR: (&str, &str) = ("OPENSHELL_SANDBOX", "1");
