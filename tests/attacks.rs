@@ -434,6 +434,8 @@ fn hook_env_interpreter_from_an_untrusted_path_dir_is_refused() {
     let good = program("/bin/dash", &goodbin.join(name), 0o755, 0);
     let decoybin = dir(&l.s.join("decoybin"), 0o755, 0);
     file(&decoybin.join(name), "not a program", 0o644, 0);
+    let dirbin = dir(&l.s.join("dirbin"), 0o755, 0);
+    dir(&dirbin.join(name), 0o755, 0);
     let body = format!(
         "#!/usr/bin/env {name}\necho \"$(id -u) $0 $OPENSHELL_HOOK\" >> {}/ran\n",
         l.marks.0.display()
@@ -464,9 +466,10 @@ fn hook_env_interpreter_from_an_untrusted_path_dir_is_refused() {
     assert_refused(&l.s, &options, &[("PATH", &path(&[&goodbin]))], "options");
     assert!(l.marks.any().is_empty(), "{:?}", l.marks.any());
 
-    // Control: the non-executable decoy is skipped (as env would), the trusted match runs
-    // the hook by descriptor: $0 is /proc/self/fd/N, OPENSHELL_HOOK the path as given.
-    let p3 = path(&[&decoybin, &goodbin]);
+    // Control: the non-executable decoy and the directory are skipped (as env would), the
+    // trusted match runs the hook by descriptor: $0 is /proc/self/fd/N, OPENSHELL_HOOK the
+    // path as given.
+    let p3 = path(&[&decoybin, &dirbin, &goodbin]);
     let (code, events) = run_hook(&l.s, &hook, &[("PATH", &p3)]);
     assert_eq!(code, Some(0), "{events:?}");
     let ran = l.marks.read("ran");

@@ -79,6 +79,7 @@ pub fn prepare(path: &Path, strict: bool, env: &[(OsString, OsString)]) -> Resul
                 path.display()
             ))
         }
+        Lookup::NotRegular(why) => return Err(why),
         Lookup::Found(h) => h,
     };
     let as_script = format!("/proc/self/fd/{}", hook.fd.as_raw_fd()).into_bytes();
@@ -161,7 +162,7 @@ fn find_in_path(opener: &Opener, name: &str, path: &OsStr, hook: &Path) -> Resul
         }
         let candidate = Path::new(OsStr::from_bytes(dir)).join(name);
         match opener.open(&candidate, "interpreter")? {
-            Lookup::Missing | Lookup::NotADirectory => continue,
+            Lookup::Missing | Lookup::NotADirectory | Lookup::NotRegular(_) => continue,
             Lookup::Found(o) if !o.executable() => continue,
             Lookup::Found(o) => {
                 must_be_elf(opener, &o)?;

@@ -37,6 +37,8 @@ pub enum Lookup {
     Missing,
     /// A component before the last is not a directory (a `PATH` search moves on).
     NotADirectory,
+    /// Something other than a regular file (a directory, FIFO, device): why, for an error.
+    NotRegular(String),
     Found(Opened),
 }
 
@@ -64,6 +66,12 @@ impl Opener {
                 Err(WalkError::NotADirectory { .. }) => return Ok(Lookup::NotADirectory),
                 Err(e) => return Err(format!("{what} {}: {e}", path.display())),
             };
+            if !r.is_regular() {
+                // Judged by type before trust: a PATH search passes over a directory.
+                return Ok(Lookup::NotRegular(
+                    r.require_trusted_file(&self.trust, what).unwrap_err(),
+                ));
+            }
             r.require_trusted_file(&self.trust, what)?;
             return Ok(Lookup::Found(Opened {
                 mode: r.stat.st_mode,
@@ -92,7 +100,10 @@ impl Opener {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let st = fstat(&fd).map_err(|e| format!("cannot stat {what} {}: {e}", path.display()))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(format!("{what} {} is not a regular file", path.display()));
+            return Ok(Lookup::NotRegular(format!(
+                "{what} {} is not a regular file",
+                path.display()
+            )));
         }
         Ok(Lookup::Found(Opened {
             fd,
@@ -105,6 +116,7 @@ impl Opener {
     pub fn open_existing(&self, path: &Path, what: &str) -> Result<Opened, String> {
         match self.open(path, what)? {
             Lookup::Found(o) => Ok(o),
+            Lookup::NotRegular(why) => Err(why),
             Lookup::Missing | Lookup::NotADirectory => {
                 Err(format!("{what} {} does not exist", path.display()))
             }
