@@ -893,3 +893,45 @@ fn fault_and_realtime_signals_from_outside_are_forwarded_and_the_supervisor_surv
         "the stop reached the child too"
     );
 }
+
+#[test]
+fn unprivileged_supervisor_runs_its_own_hook_by_descriptor() {
+    require_root();
+    let s = Scratch::new("unpriv-hook");
+    let nb = s.join("nb");
+    fs::create_dir(&nb).unwrap();
+    let nobody = Some(nix::unistd::Uid::from_raw(65534));
+    nix::unistd::chown(&nb, nobody, Some(nix::unistd::Gid::from_raw(65534))).unwrap();
+    let hook = nb.join("boot.sh");
+    fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$0 $OPENSHELL_HOOK\" > {}/ran\n",
+            nb.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    nix::unistd::chown(&hook, nobody, None).unwrap();
+    // Lenient without root: the user's own files, even through its own symlink.
+    let link = nb.join("link.sh");
+    std::os::unix::fs::symlink(&hook, &link).unwrap();
+    let mut c = std::process::Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        SUPERVISOR,
+    ])
+    .args(["--no-policy", "--status-dir"])
+    .arg(nb.join("status"))
+    .arg("--hook")
+    .arg(&link)
+    .args(["--restart", "never", "--", "true"])
+    .current_dir(&nb);
+    let (st, events) = spawn_cmd(&s, c).wait(LONG);
+    assert_eq!(st.code(), Some(0), "{events:?}");
+    let ran = fs::read_to_string(nb.join("ran")).unwrap();
+    assert!(ran.starts_with("/proc/self/fd/"), "{ran}");
+    assert!(ran.trim_end().ends_with(link.to_str().unwrap()), "{ran}");
+}
