@@ -2,31 +2,33 @@
 
 pub mod child;
 pub mod cli;
+mod env;
 mod events;
 pub mod hook;
 mod report;
 pub mod restart;
 mod run;
+mod spawn;
 pub mod status_cmd;
 mod tree;
 
 use crate::contract::{ExitCode, Phase, Reason};
-use cli::{Cli, Command};
+use cli::Cli;
 use tracing::{error, info, warn};
 
 /// Entry point of the `supervisor` binary; returns the process exit code.
 pub fn main() -> i32 {
-    let cli: Cli = match crate::cli_support::parse(ExitCode::help_table(), ExitCode::Usage.code()) {
+    let cli = match cli::parse_env() {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match cli.command {
-        Some(Command::Status(args)) => status_cmd::run(&args),
-        Some(Command::Check(args)) => {
+    match cli {
+        Cli::Status(args) => status_cmd::run(&args),
+        Cli::Check(args) => {
             crate::log::init(args.log.log_format, args.log.log_level);
             crate::enforce::check_command(&args.policy)
         }
-        None => supervise(cli.run),
+        Cli::Run(args) => supervise(args),
     }
 }
 
@@ -40,6 +42,14 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         Ok(e) => e,
         Err(e) => {
             error!(event = "supervisor.setup_failed", step = "signalfd", error = %e, "cannot set up signal handling");
+            return ExitCode::Internal.code();
+        }
+    };
+    // After the signal set-up: the child-side reset is computed from our dispositions.
+    let spawner = match spawn::Spawner::new() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(event = "supervisor.setup_failed", step = "spawn", error = %e, "cannot prepare process spawning");
             return ExitCode::Internal.code();
         }
     };
@@ -61,7 +71,10 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         }
     };
     // Relative paths on the command line mean the start directory, not `/`.
-    for p in [&mut args.hook, &mut args.policy, &mut args.status_dir] {
+    for p in [&mut args.hook, &mut args.policy, &mut args.status_dir]
+        .into_iter()
+        .chain(args.hook_env_file.as_mut())
+    {
         if p.is_relative() {
             *p = cwd.join(&*p);
         }
@@ -109,7 +122,7 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
             }
         }
     };
-    run::Supervisor::new(args, events, report, cwd, sandbox).run()
+    run::Supervisor::new(args, events, spawner, report, cwd, sandbox).run()
 }
 
 /// Why the sandbox could not be prepared, already logged.
