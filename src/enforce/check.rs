@@ -63,6 +63,12 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
         named(&id.group_name),
         list(id.groups.iter().map(|g| g.to_string()))
     );
+    let _ = writeln!(
+        w,
+        "             {} ({})",
+        sandbox.id_source.why(),
+        sandbox.id_source.as_str()
+    );
     let p = &sandbox.privs;
     let _ = writeln!(
         w,

@@ -266,13 +266,17 @@ mod tests {
         Policy {
             read_only: vec![PathBuf::from("/usr")],
             read_write: vec![PathBuf::from("/tmp")],
+            include_workdir: false,
             compatibility: Compatibility::BestEffort,
             tcp_bind: tcp.then(Vec::new),
             tcp_connect: None,
-            user: IdSpec::Id(1),
+            user: Some(IdSpec::Id(1)),
             group: None,
             seccomp_allow: vec![],
             seccomp_deny: vec![],
+            network_policies: Default::default(),
+            network_middlewares: Default::default(),
+            notes: vec![],
         }
     }
 

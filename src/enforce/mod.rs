@@ -17,7 +17,7 @@ mod check;
 mod error;
 mod identity;
 mod landlock;
-mod policy;
+pub mod policy;
 mod privdrop;
 mod report;
 mod seccomp;
@@ -39,6 +39,8 @@ use tracing::{info, warn};
 pub struct Sandbox {
     policy_file: PathBuf,
     identity: identity::Identity,
+    id_source: identity::Source,
+    notes: Vec<policy::Note>,
     privs: privdrop::Plan,
     landlock: landlock::Domain,
     seccomp: seccomp::Filter,
@@ -132,8 +134,25 @@ impl Sandbox {
         let started = Instant::now();
         let passwd = read_db(path, identity::PASSWD)?;
         let groups = read_db(path, identity::GROUP)?;
-        let identity = identity::resolve(&policy.user, policy.group.as_ref(), &passwd, &groups)
-            .map_err(|(field, why)| PolicyError::invalid(path, field, why))?;
+        // SAFETY: geteuid/getegid have no failure mode.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (user, group, id_source) =
+            identity::choose(policy.user.as_ref(), policy.group.as_ref(), euid, egid);
+        let identity = identity::resolve(&user, group.as_ref(), &passwd, &groups).map_err(
+            |(field, why)| match id_source {
+                identity::Source::Policy => PolicyError::invalid(path, field, why),
+                _ => PolicyError::invalid(
+                    path,
+                    "process",
+                    format!(
+                        "no process.run_as_user, so the child would run as {user}:{} ({}): {why}; \
+                         create that user in the image or set process.run_as_user",
+                        group.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        id_source.as_str()
+                    ),
+                ),
+            },
+        )?;
         if !seccomp::available() {
             return Err(PolicyError::unenforceable(
                 path,
@@ -148,6 +167,8 @@ impl Sandbox {
         Ok(Sandbox {
             policy_file: path.to_path_buf(),
             identity,
+            id_source,
+            notes: policy.notes.clone(),
             privs,
             landlock,
             seccomp,
@@ -195,6 +216,19 @@ impl Sandbox {
             prepare_us = self.prepare_time.as_micros() as u64,
             "sandbox prepared for the child"
         );
+        info!(
+            event = "enforce.identity",
+            uid = self.identity.uid,
+            gid = self.identity.gid,
+            user = self.identity.user_name.as_deref().unwrap_or(""),
+            group = self.identity.group_name.as_deref().unwrap_or(""),
+            source = self.id_source.as_str(),
+            reason = self.id_source.why(),
+            "the child's identity"
+        );
+        for n in &self.notes {
+            warn!(event = "policy.note", field = %n.field, note = %n.message, "policy remark");
+        }
         if cov.kernel_abi == 0 {
             warn!(event = "landlock.unsupported", "this kernel has no Landlock: the child's filesystem access is NOT confined (best_effort)");
         } else if !cov.unenforced.is_empty() {
