@@ -145,13 +145,29 @@ impl Invalid {
 /// Parses and validates the policy text read from `file`. `workdir` is the child's working
 /// directory (used by `include_workdir`).
 pub fn parse(text: &str, file: &Path, workdir: &Path) -> Result<Policy, PolicyError> {
-    let raw: RawPolicy = serde_saphyr::from_str(text).map_err(|e| {
-        // One line ("... at line L, column C"): it goes into a JSON log field and into
-        // status.json.
-        let msg = e.without_snippet().to_string().replace('\n', " ");
-        PolicyError::file(file, msg)
-    })?;
-    validate(raw, workdir).map_err(|i| PolicyError::invalid(file, i.field, i.reason))
+    // Every message is one line: it goes into a JSON log field and into status.json.
+    let located = |e: crate::yaml::Error| {
+        let reason = match e.mark {
+            Some(m) => format!("{} (line {}, column {})", e.message, m.line, m.column),
+            None => e.message,
+        };
+        if e.path.is_empty() {
+            PolicyError::file(file, reason)
+        } else {
+            PolicyError::invalid(file, e.path, reason)
+        }
+    };
+    let root = crate::yaml::parse(text).map_err(located)?;
+    let raw: RawPolicy = crate::yaml::from_node(&root).map_err(located)?;
+    validate(raw, workdir).map_err(|i| {
+        // Point at the line of the field when it is in the file (a missing one is not).
+        let mark = root.find(&i.field).map(|n| n.mark);
+        located(crate::yaml::Error {
+            path: i.field,
+            mark,
+            message: i.reason,
+        })
+    })
 }
 
 fn validate(raw: RawPolicy, workdir: &Path) -> Result<Policy, Invalid> {
@@ -277,40 +293,59 @@ seccomp: {allow: [ptrace], deny: [memfd_create]}
     }
 
     #[test]
-    fn rejects_unknown_top_level_field() {
-        let e = err(&format!("{BASE}network_policy: {{}}\n"), None);
-        assert!(e.reason.contains("network_policy"), "{e}");
+    fn rejects_unknown_fields_naming_them() {
+        let e = err(
+            &format!("{BASE}network_policy: {{}}\n"),
+            Some("network_policy"),
+        );
+        assert!(e.reason.contains("unknown field"), "{e}");
+        assert!(
+            e.reason.contains("network_policies"),
+            "names the right one: {e}"
+        );
         assert!(e.reason.contains("line 11"), "{e}");
-    }
-
-    #[test]
-    fn rejects_unknown_nested_field() {
-        let e = err(&BASE.replace("include_workdir", "include_workdirs"), None);
-        assert!(e.reason.contains("include_workdirs"), "{e}");
-        let e = err(&BASE.replace("run_as_group", "run_as_grp"), None);
-        assert!(e.reason.contains("run_as_grp"), "{e}");
+        let e = err(
+            &BASE.replace("include_workdir", "include_workdirs"),
+            Some("filesystem_policy.include_workdirs"),
+        );
+        assert!(e.reason.contains("line 3, column 3"), "{e}");
+        err(
+            &BASE.replace("run_as_group", "run_as_grp"),
+            Some("process.run_as_grp"),
+        );
     }
 
     #[test]
     fn rejects_unknown_compatibility() {
-        let e = err(&BASE.replace("best_effort", "maybe"), None);
-        assert!(e.reason.contains("maybe"), "{e}");
+        let e = err(
+            &BASE.replace("best_effort", "maybe"),
+            Some("landlock.compatibility"),
+        );
+        assert!(e.reason.contains("\"maybe\""), "{e}");
+        assert!(e.reason.contains("best_effort, hard_requirement"), "{e}");
         assert!(e.reason.contains("line 7"), "{e}");
     }
 
     #[test]
     fn rejects_syntax_errors_and_wrong_types() {
-        let e = err("version: [1\n", None);
-        assert!(e.reason.contains("line"), "{e}");
-        let e = err(&BASE.replace("version: 1", "version: one"), None);
-        assert!(e.reason.contains("line 1"), "{e}");
-        err(
+        let e = err("version: [1\n", Some("version[1]"));
+        assert!(e.reason.starts_with("not valid YAML"), "{e}");
+        assert!(e.reason.contains("line 2"), "{e}");
+        let e = err(&BASE.replace("version: 1", "version: one"), Some("version"));
+        assert!(e.reason.contains("expected an integer"), "{e}");
+        assert!(e.reason.contains("got the string \"one\""), "{e}");
+        let e = err(
             &BASE.replace("[/sandbox, /tmp, /dev/null]", "/sandbox"),
-            None,
+            Some("filesystem_policy.read_write"),
+        );
+        assert!(
+            e.reason
+                .contains("expected a list of paths, got the string \"/sandbox\""),
+            "{e}"
         );
         let e = err(
             &BASE.replace("best_effort", "best_effort\n  tcp_bind: [70000]"),
-            None,
+            Some("landlock.tcp_bind[0]"),
         );
         assert!(e.reason.contains("70000 is not a port (1..65535)"), "{e}");
         assert!(!e.to_string().contains('\n'), "one line: {e}");
@@ -499,15 +534,24 @@ network_policies:
         // Present but without include_workdir: false.
         let p = ok("version: 1\nfilesystem_policy: {read_only: [/usr]}\n");
         assert!(p.read_write.is_empty());
-        err("filesystem_policy: {}\n", None);
+        err("filesystem_policy: {}\n", Some("version"));
     }
 
     #[test]
     fn rejects_bad_ids() {
-        for bad in ["-1", "4294967295", "4294967296", "'a:b'", "''"] {
+        for bad in [
+            "-1",
+            "0",
+            "'0'",
+            "4294967295",
+            "4294967296",
+            "'a:b'",
+            "''",
+            "[x]",
+        ] {
             err(
                 &BASE.replace("run_as_user: sandbox", &format!("run_as_user: {bad}")),
-                None,
+                Some("process.run_as_user"),
             );
         }
     }

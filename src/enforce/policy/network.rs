@@ -454,17 +454,7 @@ impl<'de> Deserialize<'de> for ParamMatcher {
 
 // ---- validation ----------------------------------------------------------------------
 
-/// A path segment for a map key: `.key`, or `."odd key"` when it is not a plain word.
-pub(super) fn key_seg(k: &str) -> String {
-    if !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        format!(".{k}")
-    } else {
-        format!(".{k:?}")
-    }
-}
+pub(super) use crate::yaml::key_seg;
 
 /// Validates every entry; `notes` collects deprecations (field, message).
 pub(super) fn validate(
