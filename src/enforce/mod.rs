@@ -17,6 +17,7 @@ mod check;
 mod error;
 mod identity;
 mod landlock;
+mod paths;
 pub mod policy;
 mod privdrop;
 mod report;
@@ -191,11 +192,28 @@ impl Sandbox {
         env
     }
 
-    /// Logs each policy path that did not exist when the ruleset was built.
-    pub fn log_missing_paths(&self) {
-        for p in &self.landlock.coverage.missing_paths {
-            warn!(event = "landlock.path_missing", path = %p.display(), "policy path does not exist; it grants nothing");
+    /// Once the filesystem is as the child will find it (after the hook): logs each policy
+    /// path that does not exist, or, under `hard_requirement`, refuses to start over it, as
+    /// OpenShell does.
+    pub fn check_missing_paths(&self) -> Result<(), PolicyError> {
+        let cov = &self.landlock.coverage;
+        if cov.compatibility == policy::Compatibility::HardRequirement {
+            if let Some((field, p)) = cov.missing_paths.first() {
+                return Err(PolicyError::unenforceable(
+                    &self.policy_file,
+                    Some(field),
+                    format!(
+                        "{} does not exist; hard_requirement refuses to start without every \
+                         listed path (create it in the image or the hook, or use best_effort)",
+                        p.display()
+                    ),
+                ));
+            }
         }
+        for (field, p) in &cov.missing_paths {
+            warn!(event = "landlock.path_missing", path = %p.display(), field = %field, "policy path does not exist; it grants nothing");
+        }
+        Ok(())
     }
 
     /// Logs what the child will get, and every gap, once at start-up.
@@ -226,6 +244,10 @@ impl Sandbox {
             reason = self.id_source.why(),
             "the child's identity"
         );
+        for (field, p, why) in &cov.skipped_paths {
+            warn!(event = "landlock.path_skipped", path = %p.display(), field = %field, error = %why,
+                "policy path grants nothing");
+        }
         for n in &self.notes {
             warn!(event = "policy.note", field = %n.field, note = %n.message, "policy remark");
         }

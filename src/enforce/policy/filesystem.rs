@@ -55,6 +55,8 @@ pub(super) struct Filesystem {
     pub read_only: Vec<PathBuf>,
     pub read_write: Vec<PathBuf>,
     pub include_workdir: bool,
+    /// The working directory when `include_workdir` appended it to `read_write`.
+    pub workdir: Option<PathBuf>,
 }
 
 pub(super) fn validate(raw: Option<RawFilesystem>, workdir: &Path) -> Result<Filesystem, Invalid> {
@@ -99,6 +101,7 @@ pub(super) fn validate(raw: Option<RawFilesystem>, workdir: &Path) -> Result<Fil
             ),
         ));
     }
+    let mut added = None;
     if raw.include_workdir {
         let wd = clean_path(&workdir.to_string_lossy()).map_err(|r| {
             Invalid::new(
@@ -113,14 +116,26 @@ pub(super) fn validate(raw: Option<RawFilesystem>, workdir: &Path) -> Result<Fil
                  supervisor in the workspace directory or set include_workdir: false",
             ));
         }
+        if ro.contains(&wd) {
+            return Err(Invalid::new(
+                "filesystem_policy.include_workdir",
+                format!(
+                    "the working directory {} is listed under read_only; include_workdir \
+                     would make it writable: keep it in one place",
+                    wd.display()
+                ),
+            ));
+        }
         if !read_write.contains(&wd) {
-            read_write.push(wd);
+            read_write.push(wd.clone());
+            added = Some(wd);
         }
     }
     Ok(Filesystem {
         read_only,
         read_write,
         include_workdir: raw.include_workdir,
+        workdir: added,
     })
 }
 

@@ -105,6 +105,9 @@ pub struct Policy {
     /// Includes the working directory when `include_workdir` is set.
     pub read_write: Vec<PathBuf>,
     pub include_workdir: bool,
+    /// The working directory `include_workdir` appended to `read_write` (its last entry);
+    /// None when not asked for or already listed.
+    pub workdir: Option<PathBuf>,
     pub compatibility: Compatibility,
     /// Ours (`landlock.tcp_bind`): None = not restricted.
     pub tcp_bind: Option<Vec<u16>>,
@@ -124,6 +127,41 @@ pub struct Policy {
     /// By map key; run in ascending `order`.
     pub network_middlewares: BTreeMap<String, Middleware>,
     pub notes: Vec<Note>,
+}
+
+/// One filesystem path of the policy with the field it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyPath<'a> {
+    pub path: &'a Path,
+    /// `filesystem_policy.read_only[2]`, or `filesystem_policy.include_workdir`.
+    pub field: String,
+    pub writable: bool,
+}
+
+impl Policy {
+    /// Every filesystem path, read-only ones first, each with its field.
+    pub fn paths(&self) -> Vec<PolicyPath<'_>> {
+        let ro = self.read_only.iter().enumerate().map(|(i, p)| PolicyPath {
+            path: p,
+            field: format!("filesystem_policy.read_only[{i}]"),
+            writable: false,
+        });
+        let listed = self.read_write.len() - usize::from(self.workdir.is_some());
+        let rw = self
+            .read_write
+            .iter()
+            .enumerate()
+            .map(move |(i, p)| PolicyPath {
+                path: p,
+                field: if i < listed {
+                    format!("filesystem_policy.read_write[{i}]")
+                } else {
+                    "filesystem_policy.include_workdir".into()
+                },
+                writable: true,
+            });
+        ro.chain(rw).collect()
+    }
 }
 
 /// A validation failure: the field path and why.
@@ -194,6 +232,7 @@ fn validate(raw: RawPolicy, workdir: &Path) -> Result<Policy, Invalid> {
         read_only: fs.read_only,
         read_write: fs.read_write,
         include_workdir: fs.include_workdir,
+        workdir: fs.workdir,
         compatibility: landlock.compatibility.unwrap_or_default(),
         tcp_bind: ports(landlock.tcp_bind),
         tcp_connect: ports(landlock.tcp_connect),
