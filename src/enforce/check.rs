@@ -24,7 +24,7 @@ pub fn check_command(path: &Path) -> i32 {
         Err(e) => {
             println!("policy       {e}");
             let code = match e.kind {
-                ErrorKind::Invalid => ExitCode::Config,
+                ErrorKind::Invalid | ErrorKind::Untrusted => ExitCode::Config,
                 ErrorKind::Unenforceable => ExitCode::Enforcement,
             };
             println!("result       FAIL ({})", code.name());
@@ -35,8 +35,8 @@ pub fn check_command(path: &Path) -> i32 {
 
 /// The report text and the exit code. An invalid policy is an Err.
 fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| PolicyError::file(path, format!("cannot read the policy: {e}")))?;
+    // SAFETY: geteuid has no failure mode.
+    let text = super::policy_file::read(path, unsafe { libc::geteuid() } == 0)?;
     let pol = policy::parse(&text, path, workdir)?;
     // Build everything the supervisor would, but without failing on hard_requirement, so
     // the report can show what is missing.

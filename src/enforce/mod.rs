@@ -19,6 +19,7 @@ mod identity;
 mod landlock;
 mod paths;
 pub mod policy;
+mod policy_file;
 mod privdrop;
 mod report;
 mod seccomp;
@@ -118,12 +119,8 @@ impl Sandbox {
     /// starts (granted read-write when the policy sets `include_workdir`).
     pub fn prepare(path: &Path, workdir: &Path) -> Result<Sandbox, PolicyError> {
         let started = Instant::now();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            PolicyError::file(
-                path,
-                format!("cannot read the policy: {e}; pass --policy PATH, or --no-policy to run unconfined"),
-            )
-        })?;
+        // SAFETY: geteuid has no failure mode.
+        let text = policy_file::read(path, unsafe { libc::geteuid() } == 0)?;
         let policy = policy::parse(&text, path, workdir)?;
         let mut sandbox = Sandbox::prepare_policy(path, policy)?;
         sandbox.prepare_time = started.elapsed();

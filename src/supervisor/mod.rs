@@ -137,6 +137,9 @@ pub(crate) fn refused(args: &cli::RunArgs, e: crate::enforce::PolicyError) -> Pr
             crate::enforce::ErrorKind::Invalid => {
                 ("policy.invalid", Reason::ConfigInvalid, ExitCode::Config)
             }
+            crate::enforce::ErrorKind::Untrusted => {
+                ("policy.untrusted", Reason::ConfigInvalid, ExitCode::Config)
+            }
             crate::enforce::ErrorKind::Unenforceable => (
                 "enforce.unsupported",
                 Reason::EnforcementFailed,
