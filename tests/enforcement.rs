@@ -1389,7 +1389,12 @@ fn policy_path_symlink_planted_between_runs_is_refused() {
 
     // Second spelling: a directory on the way is swapped, not the listed path itself.
     let deep = format!("{}/a/b", ws.display());
-    let policy = paths_policy(&env, &[deep.clone()], &[ws.display().to_string()], "");
+    let policy = paths_policy(
+        &env,
+        std::slice::from_ref(&deep),
+        &[ws.display().to_string()],
+        "",
+    );
     let run = start(
         &env,
         &policy,
@@ -1537,7 +1542,7 @@ fn policy_path_devices_fifos_and_missing_paths() {
     assert_eq!(run.errno("read"), EACCES, "its directory is not granted");
     // hard_requirement refuses a missing path; best_effort logs it and starts.
     let gone = env.p("no-such-dir");
-    let policy = paths_policy(&env, &[gone.clone()], &[env.p("rw")], "");
+    let policy = paths_policy(&env, std::slice::from_ref(&gone), &[env.p("rw")], "");
     let run = start(&env, &policy, &ops(&["status"]));
     assert_eq!(run.code, 0);
     let ev = run
