@@ -24,7 +24,7 @@ pub fn check_command(path: &Path) -> i32 {
         Err(e) => {
             println!("policy       {e}");
             let code = match e.kind {
-                ErrorKind::Invalid => ExitCode::Config,
+                ErrorKind::Invalid | ErrorKind::Untrusted => ExitCode::Config,
                 ErrorKind::Unenforceable => ExitCode::Enforcement,
             };
             println!("result       FAIL ({})", code.name());
@@ -35,8 +35,8 @@ pub fn check_command(path: &Path) -> i32 {
 
 /// The report text and the exit code. An invalid policy is an Err.
 fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| PolicyError::file(path, format!("cannot read the policy: {e}")))?;
+    // SAFETY: geteuid has no failure mode.
+    let text = super::policy_file::read(path, unsafe { libc::geteuid() } == 0)?;
     let pol = policy::parse(&text, path, workdir)?;
     // Build everything the supervisor would, but without failing on hard_requirement, so
     // the report can show what is missing.
@@ -62,6 +62,12 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
         id.gid,
         named(&id.group_name),
         list(id.groups.iter().map(|g| g.to_string()))
+    );
+    let _ = writeln!(
+        w,
+        "             {} ({})",
+        sandbox.id_source.why(),
+        sandbox.id_source.as_str()
     );
     let p = &sandbox.privs;
     let _ = writeln!(
@@ -133,9 +139,21 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
     if !cov.missing_paths.is_empty() {
         let _ = writeln!(
             w,
-            "  missing    {} (grant nothing)",
-            list(cov.missing_paths.iter().map(|p| p.display().to_string()))
+            "  missing    {} (grant nothing{})",
+            list(
+                cov.missing_paths
+                    .iter()
+                    .map(|(_, p)| p.display().to_string())
+            ),
+            if pol.compatibility == Compatibility::HardRequirement {
+                "; hard_requirement refuses to start unless they exist after the hook"
+            } else {
+                ""
+            }
         );
+    }
+    for (field, p, why) in &cov.skipped_paths {
+        let _ = writeln!(w, "  skipped    {} ({field}): {why}", p.display());
     }
     let _ = writeln!(w, "  rules      {}", cov.rules);
     if !cov.unenforced.is_empty() {
@@ -181,21 +199,35 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
         let _ = writeln!(w, "  policy denies {}", sc.denied.join(", "));
     }
 
-    let code = if cov.unenforced.is_empty() {
+    // What keeps the policy from being enforced exactly as written.
+    let mut gaps: Vec<String> = cov.unenforced.clone();
+    gaps.extend(
+        cov.skipped_paths
+            .iter()
+            .map(|(_, p, _)| p.display().to_string()),
+    );
+    if pol.compatibility == Compatibility::HardRequirement {
+        gaps.extend(
+            cov.missing_paths
+                .iter()
+                .map(|(_, p)| p.display().to_string()),
+        );
+    }
+    let code = if gaps.is_empty() {
         let _ = writeln!(w, "result       OK: everything in the policy is enforced");
         ExitCode::Ok
     } else if pol.compatibility == Compatibility::BestEffort {
         let _ = writeln!(
             w,
-            "result       OK (best_effort): {} Landlock right(s) not enforced on this kernel",
-            cov.unenforced.len()
+            "result       OK (best_effort): not enforced as written on this host: {}",
+            gaps.join(", ")
         );
         ExitCode::Ok
     } else {
         let _ = writeln!(
             w,
-            "result       FAIL: hard_requirement cannot be met on this kernel (missing: {}); the supervisor would refuse to start",
-            cov.unenforced.join(", ")
+            "result       FAIL: hard_requirement cannot be met on this host (missing: {}); the supervisor would refuse to start",
+            gaps.join(", ")
         );
         ExitCode::Enforcement
     };

@@ -20,7 +20,9 @@ mod check;
 mod error;
 mod identity;
 mod landlock;
-mod policy;
+mod paths;
+pub mod policy;
+mod policy_file;
 mod privdrop;
 mod report;
 mod seccomp;
@@ -42,6 +44,8 @@ use tracing::{info, warn};
 pub struct Sandbox {
     policy_file: PathBuf,
     identity: identity::Identity,
+    id_source: identity::Source,
+    notes: Vec<policy::Note>,
     privs: privdrop::Plan,
     landlock: landlock::Domain,
     seccomp: seccomp::Filter,
@@ -228,12 +232,8 @@ impl Sandbox {
     /// starts (granted read-write when the policy sets `include_workdir`).
     pub fn prepare(path: &Path, workdir: &Path) -> Result<Sandbox, PolicyError> {
         let started = Instant::now();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            PolicyError::file(
-                path,
-                format!("cannot read the policy: {e}; pass --policy PATH, or --no-policy to run unconfined"),
-            )
-        })?;
+        // SAFETY: geteuid has no failure mode.
+        let text = policy_file::read(path, unsafe { libc::geteuid() } == 0)?;
         let policy = policy::parse(&text, path, workdir)?;
         let mut sandbox = Sandbox::prepare_policy(path, policy)?;
         sandbox.prepare_time = started.elapsed();
@@ -245,8 +245,36 @@ impl Sandbox {
         let started = Instant::now();
         let passwd = read_db(path, identity::PASSWD)?;
         let groups = read_db(path, identity::GROUP)?;
-        let identity = identity::resolve(&policy.user, policy.group.as_ref(), &passwd, &groups)
-            .map_err(|(field, why)| PolicyError::invalid(path, field, why))?;
+        // SAFETY: geteuid/getegid have no failure mode.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (user, group, id_source) =
+            identity::choose(policy.user.as_ref(), policy.group.as_ref(), euid, egid);
+        let identity = identity::resolve(&user, group.as_ref(), &passwd, &groups).map_err(
+            |(field, why)| match id_source {
+                identity::Source::Policy => PolicyError::invalid(path, field, why),
+                // The identity was chosen for the policy: say so, and what to change.
+                _ => PolicyError::invalid(
+                    path,
+                    field,
+                    format!(
+                        "not set, so the child would run as {} ({}), but {}; set \
+                         process.run_as_user and run_as_group, or create that user and group \
+                         in the image",
+                        match (&user, &group) {
+                            (u, Some(g)) => format!("{}:{}", plain(u), plain(g)),
+                            (u, None) => plain(u),
+                        },
+                        match id_source {
+                            identity::Source::OpenShellDefault => {
+                                "OpenShell's default for a root supervisor, never root"
+                            }
+                            _ => "the supervisor's own ids",
+                        },
+                        why.split(';').next().unwrap_or(&why)
+                    ),
+                ),
+            },
+        )?;
         if !seccomp::available() {
             return Err(PolicyError::unenforceable(
                 path,
@@ -261,6 +289,8 @@ impl Sandbox {
         Ok(Sandbox {
             policy_file: path.to_path_buf(),
             identity,
+            id_source,
+            notes: policy.notes.clone(),
             privs,
             landlock,
             seccomp,
@@ -284,11 +314,28 @@ impl Sandbox {
         env
     }
 
-    /// Logs each policy path that did not exist when the ruleset was built.
-    pub fn log_missing_paths(&self) {
-        for p in &self.landlock.coverage.missing_paths {
-            warn!(event = "landlock.path_missing", path = %p.display(), "policy path does not exist; it grants nothing");
+    /// Once the filesystem is as the child will find it (after the hook): logs each policy
+    /// path that does not exist, or, under `hard_requirement`, refuses to start over it, as
+    /// OpenShell does.
+    pub fn check_missing_paths(&self) -> Result<(), PolicyError> {
+        let cov = &self.landlock.coverage;
+        if cov.compatibility == policy::Compatibility::HardRequirement {
+            if let Some((field, p)) = cov.missing_paths.first() {
+                return Err(PolicyError::unenforceable(
+                    &self.policy_file,
+                    Some(field),
+                    format!(
+                        "{} does not exist; hard_requirement refuses to start without every \
+                         listed path (create it in the image or the hook, or use best_effort)",
+                        p.display()
+                    ),
+                ));
+            }
         }
+        for (field, p) in &cov.missing_paths {
+            warn!(event = "landlock.path_missing", path = %p.display(), field = %field, "policy path does not exist; it grants nothing");
+        }
+        Ok(())
     }
 
     /// Logs what the child will get, and every gap, once at start-up.
@@ -309,6 +356,23 @@ impl Sandbox {
             prepare_us = self.prepare_time.as_micros() as u64,
             "sandbox prepared for the child"
         );
+        info!(
+            event = "enforce.identity",
+            uid = self.identity.uid,
+            gid = self.identity.gid,
+            user = self.identity.user_name.as_deref().unwrap_or(""),
+            group = self.identity.group_name.as_deref().unwrap_or(""),
+            source = self.id_source.as_str(),
+            reason = self.id_source.why(),
+            "the child's identity"
+        );
+        for (field, p, why) in &cov.skipped_paths {
+            warn!(event = "landlock.path_skipped", path = %p.display(), field = %field, error = %why,
+                "policy path grants nothing");
+        }
+        for n in &self.notes {
+            warn!(event = "policy.note", field = %n.field, note = %n.message, "policy remark");
+        }
         if cov.kernel_abi == 0 {
             warn!(event = "landlock.unsupported", "this kernel has no Landlock: the child's filesystem access is NOT confined (best_effort)");
         } else if !cov.unenforced.is_empty() {
@@ -325,6 +389,14 @@ impl Sandbox {
         if !self.privs.drop_bounding {
             warn!(event = "enforce.bounding_kept", "no CAP_SETPCAP: the capability bounding set is not emptied (no_new_privs still blocks gaining capabilities)");
         }
+    }
+}
+
+/// A user or group as an operator writes it (`sandbox`, `1000`).
+fn plain(id: &policy::IdSpec) -> String {
+    match id {
+        policy::IdSpec::Name(n) => n.clone(),
+        policy::IdSpec::Id(i) => i.to_string(),
     }
 }
 

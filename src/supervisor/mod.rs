@@ -102,14 +102,15 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         // Paths the hook is about to create are not "missing" yet: report them only once
         // the sandbox is rebuilt after the hook (see `run`).
         let hook_will_run = !args.no_hook && args.hook.exists();
-        match prepare_sandbox(&args, &cwd) {
-            Ok(s) => {
-                s.log_summary();
-                if !hook_will_run {
-                    s.log_missing_paths();
-                }
-                Some(s)
+        let prepared = prepare_sandbox(&args, &cwd).and_then(|s| {
+            s.log_summary();
+            if !hook_will_run {
+                s.check_missing_paths().map_err(|e| refused(&args, e))?;
             }
+            Ok(s)
+        });
+        match prepared {
+            Ok(s) => Some(s),
             Err(e) => {
                 report.phase(Phase::Failed, Some(e.reason), Some(e.message));
                 info!(
@@ -137,12 +138,20 @@ pub(crate) fn prepare_sandbox(
     args: &cli::RunArgs,
     cwd: &std::path::Path,
 ) -> Result<crate::enforce::Sandbox, PrepareError> {
-    crate::enforce::Sandbox::prepare(&args.policy, cwd).map_err(|e| {
+    crate::enforce::Sandbox::prepare(&args.policy, cwd).map_err(|e| refused(args, e))
+}
+
+/// Logs a refused policy with its event and says how the supervisor exits.
+pub(crate) fn refused(args: &cli::RunArgs, e: crate::enforce::PolicyError) -> PrepareError {
+    {
         // A wrong policy is a config error; a kernel that cannot enforce a valid one
         // (hard_requirement) is an enforcement failure.
         let (event, reason, code) = match e.kind {
             crate::enforce::ErrorKind::Invalid => {
                 ("policy.invalid", Reason::ConfigInvalid, ExitCode::Config)
+            }
+            crate::enforce::ErrorKind::Untrusted => {
+                ("policy.untrusted", Reason::ConfigInvalid, ExitCode::Config)
             }
             crate::enforce::ErrorKind::Unenforceable => (
                 "enforce.unsupported",
@@ -157,5 +166,5 @@ pub(crate) fn prepare_sandbox(
             message: e.to_string(),
             code: code.code(),
         }
-    })
+    }
 }

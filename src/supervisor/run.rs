@@ -470,9 +470,13 @@ impl Supervisor {
         if self.sandbox.is_none() || self.report.status.hook.result != HookResult::Succeeded {
             return Ok(());
         }
-        match super::prepare_sandbox(&self.args, &self.cwd) {
+        let prepared = super::prepare_sandbox(&self.args, &self.cwd).and_then(|s| {
+            s.check_missing_paths()
+                .map_err(|e| super::refused(&self.args, e))?;
+            Ok(s)
+        });
+        match prepared {
             Ok(s) => {
-                s.log_missing_paths();
                 self.sandbox = Some(Arc::new(s));
                 Ok(())
             }

@@ -8,7 +8,9 @@
 //! the first time, creating MARKER; carry on when it exists), `parent-status`,
 //! `sleep:MS`, `bench:N` (ns per syscall, for measurements only), `catch:FILE` (handle every
 //! catchable signal, append each one's number to FILE, exit 0 on SIGTERM; never returns),
-//! `environ` (the process's environment as /proc/self/environ shows it).
+//! `environ` (the process's environment as /proc/self/environ shows it), `plant:PATH=TARGET`
+//! (replaces PATH, a file or a whole tree, by a symlink to TARGET: what a hostile workload
+//! does to a policy path inside its workspace between two runs).
 
 use std::ffi::CString;
 use std::io::Write;
@@ -93,6 +95,7 @@ fn main() {
             "tcp-connect" => line("tcp-connect", tcp(val, false)),
             "abstract-connect" => line("abstract-connect", abstract_connect(val)),
             "syscalls" => syscalls(),
+            "plant" => line("plant", plant(val)),
             "crash-once" => {
                 if std::fs::metadata(val).is_err() {
                     let created = std::fs::write(val, b"1").is_ok();
@@ -183,6 +186,20 @@ fn environ() {
         .map(|v| format!("{:?}", String::from_utf8_lossy(v)))
         .collect();
     println!("{{\"op\":\"environ\",\"vars\":[{}]}}", vars.join(","));
+}
+
+fn plant(spec: &str) -> i32 {
+    let (path, target) = spec.split_once('=').expect("plant:PATH=TARGET");
+    let gone = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+    let r = gone.and_then(|()| std::os::unix::fs::symlink(target, path));
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
 }
 
 fn read(path: &str) -> i32 {
