@@ -1,0 +1,7 @@
+//! sandboxctl against the real engines, the real image and the real supervisor: the
+//! conformance suite (tests/conformance/) for podman and docker.
+
+mod conformance;
+
+conformance::suite!(podman, &conformance::engine::PODMAN);
+conformance::suite!(docker, &conformance::engine::DOCKER);
