@@ -5,3 +5,5 @@ mod conformance;
 
 conformance::suite!(podman, &conformance::engine::PODMAN);
 conformance::suite!(docker, &conformance::engine::DOCKER);
+conformance::host_state_suite!(podman_host, &conformance::engine::PODMAN);
+conformance::host_state_suite!(docker_host, &conformance::engine::DOCKER);

@@ -20,6 +20,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod engine;
+pub mod host_state;
 
 use openshell_supervisor::contract::CtlExit;
 use serde_json::Value;
@@ -669,6 +670,7 @@ macro_rules! suite {
         }
     };
 }
+pub use crate::host_state_suite;
 pub use suite;
 
 /// How long a read verb may take before the test calls it a hang. Not a timing threshold
