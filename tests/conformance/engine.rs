@@ -184,7 +184,11 @@ impl Harness for Engine {
     }
 
     fn workload_running(&self, _ctx: &Ctx, name: &str) -> bool {
-        self.container_state(name).as_deref() == Some("running")
+        // podman says `stopping` while a stop is underway: still up.
+        matches!(
+            self.container_state(name).as_deref(),
+            Some("running" | "stopping")
+        )
     }
 
     fn workspace_exists(&self, _ctx: &Ctx, name: &str) -> bool {

@@ -254,6 +254,78 @@ pub fn stale_status_file_does_not_hide_a_power_cut(h: &'static dyn Harness) {
     assert_eq!(s["supervisor_status"]["phase"], "Ready");
 }
 
+/// A verb that changes a sandbox waits for the one holding its lock and is told who holds
+/// it; with a short `--lock-timeout` it gives up with exit 72 `busy` naming the holder. The
+/// read verbs never wait. (The agent ignores SIGTERM, so the supervisor's stop takes its
+/// whole --grace, 10 s in the test image.)
+pub fn a_busy_sandbox_names_its_lock_holder(h: &'static dyn Harness) {
+    let ctx = Ctx::new(h, "busy");
+    let a = ctx.name("a");
+    ctx.create(
+        &a,
+        &["--", "sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+    )
+    .ok();
+    let stop = ctx
+        .command()
+        .args(["stop", &a])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let holder = stop.id();
+    let lock = ctx.root.join(&a).join("lock");
+    let t0 = Instant::now();
+    loop {
+        let h: Value = fs::read(&lock)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        if h["pid"] == holder && h["verb"] == "stop" {
+            break;
+        }
+        assert!(t0.elapsed() < HANG, "stop never took the lock: {h}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = ctx
+        .ctl(&["start", &a, "--lock-timeout", "300ms"])
+        .fails_with(openshell_supervisor::contract::CtlExit::Busy);
+    assert!(
+        r.stderr
+            .contains(&format!("busy: `stop` (pid {holder}) since "))
+            && r.stderr.contains("holds its lock"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("lock.wait"), "{}", r.stderr);
+    // Readers do not wait: the stop is still in progress.
+    let s = ctx.status(&a);
+    assert_eq!(s["intent"], "stopped");
+    assert!(h.workload_running(&ctx, &a), "{s:#}");
+    // A start with the default timeout waits for the stop, then starts.
+    let start = ctx
+        .command()
+        .args(["start", &a, "--timeout", super::WAIT])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stopped = Run::from(stop.wait_with_output().unwrap()).ok();
+    assert!(
+        stopped.stdout.contains(&format!("{a}: Stopped")),
+        "{}",
+        stopped.stdout
+    );
+    let started = Run::from(start.wait_with_output().unwrap()).ok();
+    assert!(started.stderr.contains("lock.wait"), "{}", started.stderr);
+    assert!(
+        started.stdout.contains(&format!("{a}: Ready")),
+        "{}",
+        started.stdout
+    );
+    assert_eq!(ctx.status(&a)["intent"], "running");
+}
+
 /// Expands to one `#[test]` per host-state scenario for a backend.
 #[macro_export]
 macro_rules! host_state_suite {
@@ -263,6 +335,10 @@ macro_rules! host_state_suite {
             #[test]
             fn hostile_status_files_are_no_status() {
                 host_state::hostile_status_files_are_no_status($harness);
+            }
+            #[test]
+            fn a_busy_sandbox_names_its_lock_holder() {
+                host_state::a_busy_sandbox_names_its_lock_holder($harness);
             }
             #[test]
             fn stale_status_file_does_not_hide_a_power_cut() {
