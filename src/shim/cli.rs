@@ -48,12 +48,13 @@ pub enum Verb {
     Delete(DeleteArgs),
     /// Show one sandbox's phase and why.
     Status(StatusArgs),
-    /// Show every sandbox under the state root.
+    /// Show every sandbox of every backend (podman and docker: those under the state root).
     List(ListArgs),
     /// Print phase transitions as they happen, until --count or --timeout.
     Watch(WatchArgs),
-    /// Start every sandbox whose recorded intent is running but whose container is not
-    /// (run at host or gateway boot); intentionally stopped ones stay stopped.
+    /// Start every sandbox whose recorded intent is running but whose workload is not
+    /// (after a power cut, a kill, a stop behind sandboxctl's back; run it at host or
+    /// gateway boot); intentionally stopped ones stay stopped.
     Resume(ResumeArgs),
 }
 
@@ -157,7 +158,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Only this sandbox (default: every sandbox under the state root).
+    /// Only this sandbox (default: every sandbox of every backend).
     pub name: Option<String>,
     /// JSON lines ({"ts","sandbox","phase","previous",…}) or one text line per transition.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
@@ -176,7 +177,7 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// Every sandbox under the state root (required: resume is a sweep).
+    /// Every sandbox of every backend (required: resume is a sweep).
     #[arg(long, required = true)]
     pub all: bool,
     #[command(flatten)]
