@@ -1,6 +1,6 @@
 //! Command line of `sandboxctl`.
 
-use super::engine::Backend;
+use super::backend::BackendKind;
 use super::state::{DEFAULT_ROOT, ROOT_ENV};
 use crate::log::{Format, LogLevel};
 use crate::supervisor::cli::parse_duration;
@@ -27,6 +27,11 @@ pub struct Cli {
     /// Lowest level that is logged on stderr (debug shows every engine command).
     #[arg(long, global = true, value_enum, default_value = "info")]
     pub log_level: LogLevel,
+    /// How long a verb that changes a sandbox waits for another one holding its lock
+    /// (then exit 72 busy, naming the holder); 0 fails at once [default: the sandbox's stop
+    /// timeout plus 30s]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_timeout: Option<Duration>,
     #[command(subcommand)]
     pub verb: Verb,
 }
@@ -43,12 +48,13 @@ pub enum Verb {
     Delete(DeleteArgs),
     /// Show one sandbox's phase and why.
     Status(StatusArgs),
-    /// Show every sandbox under the state root.
+    /// Show every sandbox of every backend (podman and docker: those under the state root).
     List(ListArgs),
     /// Print phase transitions as they happen, until --count or --timeout.
     Watch(WatchArgs),
-    /// Start every sandbox whose recorded intent is running but whose container is not
-    /// (run at host or gateway boot); intentionally stopped ones stay stopped.
+    /// Start every sandbox whose recorded intent is running but whose workload is not
+    /// (after a power cut, a kill, a stop behind sandboxctl's back; run it at host or
+    /// gateway boot); intentionally stopped ones stay stopped.
     Resume(ResumeArgs),
 }
 
@@ -78,9 +84,9 @@ pub struct CreateArgs {
     /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images").
     #[arg(long, value_name = "IMAGE")]
     pub image: String,
-    /// Container engine for this sandbox; recorded, later verbs use it.
+    /// Backend for this sandbox; recorded, later verbs use it.
     #[arg(long, value_enum, default_value = "podman")]
-    pub backend: Backend,
+    pub backend: BackendKind,
     /// Environment for the sandbox (repeatable).
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<String>,
@@ -113,7 +119,7 @@ pub struct Targets {
         conflicts_with = "all"
     )]
     pub names: Vec<String>,
-    /// Every sandbox under the state root.
+    /// Every sandbox of every backend (podman and docker: those under the state root).
     #[arg(long)]
     pub all: bool,
 }
@@ -152,7 +158,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Only this sandbox (default: every sandbox under the state root).
+    /// Only this sandbox (default: every sandbox of every backend).
     pub name: Option<String>,
     /// JSON lines ({"ts","sandbox","phase","previous",…}) or one text line per transition.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
@@ -171,7 +177,7 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// Every sandbox under the state root (required: resume is a sweep).
+    /// Every sandbox of every backend (required: resume is a sweep).
     #[arg(long, required = true)]
     pub all: bool,
     #[command(flatten)]
@@ -199,11 +205,13 @@ pub fn long_help_tail() -> String {
         .map(|p| p.as_str())
         .collect();
     format!(
-        "Phases: {}.\n  While the container runs, the supervisor's own phase (from status.json) passes \
-through; README.md \"## sandboxctl\" has the derivation table.\n\n\
-State: <state-root>/<NAME>/sandbox.json, intent.json, status/status.json (bind-mounted as the \
-supervisor's --status-dir).\n\n{}",
+        "Phases: {}.\n  While the workload runs, the supervisor's own phase (from status.json) passes \
+through; README.md \"## sandboxctl\" has the derivation table.\n\
+Reasons of the sandbox's own phases: {}.\n\n\
+State (podman, docker): <state-root>/<NAME>/sandbox.json, intent.json, lock, status/status.json \
+(bind-mounted as the supervisor's --status-dir).\n\n{}",
         phases.join(", "),
+        crate::contract::sandbox::reason::ALL.join(", "),
         crate::contract::CtlExit::help_table()
     )
 }
@@ -250,7 +258,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.state_root(), PathBuf::from("/tmp/x"));
         let Verb::Create(c) = cli.verb else { panic!() };
-        assert_eq!(c.backend, Backend::Docker);
+        assert_eq!(c.backend, BackendKind::Docker);
         assert_eq!(c.env, ["A=1", "B="]);
         assert!(c.no_start);
         assert_eq!(c.command, ["sh", "-c", "sleep 1"]);
