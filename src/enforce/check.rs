@@ -42,7 +42,7 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
     // the report can show what is missing.
     let mut lenient = pol.clone();
     lenient.compatibility = Compatibility::BestEffort;
-    let sandbox = Sandbox::prepare_policy(path, lenient)?;
+    let sandbox = Sandbox::prepare_policy(path, lenient, 0)?;
     let cov = &sandbox.landlock.coverage;
     let id = &sandbox.identity;
     let mut out = String::new();
