@@ -124,8 +124,8 @@ fn run(cfg: Config) -> Result<(), String> {
         proxy_end.set_nonblocking(true).map_err(|e| e.to_string())?;
         let helper = tokio::net::UnixStream::from_std(proxy_end).map_err(|e| e.to_string())?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        info!(event = "egress.proxy_ready", port, uid = cfg.proxy_uid, helper_uid = cfg.agent_uid, landlock = %landlock,
-            nameservers = %resolver.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","), "egress proxy ready");
+        info!(event = "egress.proxy_confined", port, uid = cfg.proxy_uid, helper_uid = cfg.agent_uid, landlock = %landlock,
+            nameservers = %resolver.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","), "egress proxy confined and listening");
         let _ = ready.write_all(b"R");
         drop(ready);
         proxy::serve(listener, Arc::new(State::new(rules, resolver, helper))).await;

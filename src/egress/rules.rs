@@ -43,6 +43,9 @@ pub struct Endpoint {
     pub audit: bool,
     /// What the policy asks of this endpoint that an L4 proxy does not do, in words.
     pub unenforced: Vec<String>,
+    /// L7 rules under `enforcement: audit`: OpenShell would log violations, we do not.
+    #[serde(default)]
+    pub audit_only: Vec<String>,
 }
 
 /// The host a client asked for.
@@ -297,6 +300,7 @@ mod tests {
             allowed_ips: ips.iter().map(|s| Cidr::parse(s).unwrap()).collect(),
             audit: false,
             unenforced: vec![],
+            audit_only: vec![],
         }
     }
 

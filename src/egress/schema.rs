@@ -280,13 +280,18 @@ fn endpoint(e: &EndpointSpec, field: &str, file: &Path) -> Result<Endpoint, Poli
         l7.push(format!("protocol {protocol} method inspection"));
     }
     // Under audit OpenShell would allow the request anyway; only its L7 log is missing.
-    let unenforced = if audit { Vec::new() } else { l7 };
+    let (unenforced, audit_only) = if audit {
+        (Vec::new(), l7)
+    } else {
+        (l7, Vec::new())
+    };
     Ok(Endpoint {
         host,
         ports,
         allowed_ips,
         audit,
         unenforced,
+        audit_only,
     })
 }
 

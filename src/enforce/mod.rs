@@ -224,6 +224,34 @@ impl Sandbox {
         env
     }
 
+    /// What the egress allow-list will and will not do, loudly where it falls short.
+    fn log_egress(&self) {
+        let cov = &self.landlock.coverage;
+        if !cov.net_handled.contains(::landlock::AccessNet::ConnectTcp) {
+            warn!(event = "egress.unenforced", kernel_abi = cov.kernel_abi,
+                "this kernel cannot restrict TCP connect (Landlock ABI < 4): the child can reach any host directly, \
+                 the egress allow-list is NOT enforced (best_effort)");
+        }
+        let Some(e) = &self.egress else {
+            info!(
+                event = "egress.none",
+                "the policy has no network_policies: the child has no network egress"
+            );
+            return;
+        };
+        for p in &e.rules.policies {
+            for (i, ep) in p.endpoints.iter().enumerate() {
+                if ep.unenforced.is_empty() {
+                    continue;
+                }
+                let ports: Vec<String> = ep.ports.iter().map(|p| p.to_string()).collect();
+                warn!(event = "egress.l7_unenforced", policy = %p.key, endpoint = i, host = ep.host.as_deref().unwrap_or(""),
+                    ports = %ports.join(","), unenforced = %ep.unenforced.join("; "),
+                    "best_effort: this endpoint's L7 rules are NOT enforced; only host, port and binary are");
+            }
+        }
+    }
+
     /// The egress allow-list, when the policy allows any egress.
     pub fn egress(&self) -> Option<&Egress> {
         self.egress.as_ref()
@@ -267,6 +295,7 @@ impl Sandbox {
                 "the supervisor already runs as the policy's user: no uid/gid change"
             );
         }
+        self.log_egress();
         if !self.privs.drop_bounding {
             warn!(event = "enforce.bounding_kept", "no CAP_SETPCAP: the capability bounding set is not emptied (no_new_privs still blocks gaining capabilities)");
         }
