@@ -28,7 +28,6 @@ pub use check::check_command;
 pub use error::{ErrorKind, PolicyError};
 pub use policy::Compatibility;
 pub use report::{ReportPipe, Sender};
-pub use seccomp::Filter as SeccompFilter;
 pub use stage::{Failure, Stage};
 
 use std::io;
@@ -302,11 +301,21 @@ impl Sandbox {
     }
 }
 
-/// A seccomp program for the supervisor's own helper processes (the egress proxy): the
-/// child's default list with `allow` lifted and `deny` denied outright.
-pub fn helper_filter(allow: &[&str], deny: &[&str]) -> Result<seccomp::Filter, String> {
+/// A seccomp program for the supervisor's own helper processes (the egress proxy).
+#[derive(Debug)]
+pub struct HelperFilter(seccomp::Filter);
+
+impl HelperFilter {
+    /// Installs it on the calling thread (needs no_new_privs).
+    pub fn install(&self) -> Result<(), Failure> {
+        self.0.install()
+    }
+}
+
+/// The child's default deny list with `allow` lifted and `deny` denied outright.
+pub fn helper_filter(allow: &[&str], deny: &[&str]) -> Result<HelperFilter, String> {
     let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    seccomp::compile(&own(allow), &own(deny))
+    seccomp::compile(&own(allow), &own(deny)).map(HelperFilter)
 }
 
 fn read_db(policy: &Path, db: &str) -> Result<String, PolicyError> {
