@@ -6,7 +6,9 @@
 //! `ids`, `status`, `fds`, `kill-parent`, `tcp-bind:PORT`, `tcp-connect:PORT`,
 //! `abstract-connect:NAME`, `syscalls` (the whole battery), `crash-once:MARKER` (exit 3
 //! the first time, creating MARKER; carry on when it exists), `parent-status`,
-//! `sleep:MS`, `bench:N` (ns per syscall, for measurements only).
+//! `sleep:MS`, `bench:N` (ns per syscall, for measurements only), `plant:PATH=TARGET`
+//! (replaces PATH, a file or a whole tree, by a symlink to TARGET: what a hostile workload
+//! does to a policy path inside its workspace between two runs).
 
 use std::ffi::CString;
 use std::io::Write;
@@ -91,6 +93,7 @@ fn main() {
             "tcp-connect" => line("tcp-connect", tcp(val, false)),
             "abstract-connect" => line("abstract-connect", abstract_connect(val)),
             "syscalls" => syscalls(),
+            "plant" => line("plant", plant(val)),
             "crash-once" => {
                 if std::fs::metadata(val).is_err() {
                     let created = std::fs::write(val, b"1").is_ok();
@@ -105,6 +108,20 @@ fn main() {
                 std::process::exit(2);
             }
         }
+    }
+}
+
+fn plant(spec: &str) -> i32 {
+    let (path, target) = spec.split_once('=').expect("plant:PATH=TARGET");
+    let gone = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+    let r = gone.and_then(|()| std::os::unix::fs::symlink(target, path));
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
     }
 }
 
