@@ -1,8 +1,9 @@
 //! Egress proxy cost: connection set-up and one large transfer, through the proxy against a
 //! direct connection, measured by the same sandboxed process in interleaved rounds.
 //!
-//!     cargo bench --bench egress                 # as root; defaults below
-//!     cargo bench --bench egress -- 3000 1024 7  # set-ups per path, MiB per transfer, rounds
+//!     cargo bench --bench egress                        # as root; defaults below
+//!     cargo bench --bench egress -- 3000 1024 7         # set-ups per path, MiB per transfer, rounds
+//!     cargo bench --bench egress -- 2000 256 5 1gbit    # the test host's link shaped to 1 Gbit/s
 //!
 //! The harness builds a private lab like tests/egress.rs (a client and a host network
 //! namespace joined by a veth pair; 10.231.0.0/24 exists only inside them), serves from a
@@ -11,6 +12,11 @@
 //! The policy lists the bench host for the child's binary AND lets it connect directly to
 //! the bench ports (`landlock.tcp_connect`), so both paths run under the same Landlock and
 //! seccomp and alternate within one process: load drift hits both alike.
+//!
+//! The lab's veth link is as fast as the CPU; on a small machine a bulk transfer is then
+//! CPU-bound, and relaying costs CPU that the direct path does not spend. A fourth argument
+//! shapes the host's side of the link (`tc ... tbf rate RATE`), which is what a real
+//! network does: the figure then says whether the proxy keeps up with such a link.
 //!
 //! Reported: set-up medians and p90 (connect + first byte echoed; through the proxy that
 //! includes the CONNECT exchange and its decision), throughput per path (median of the
@@ -41,7 +47,7 @@ fn main() {
     }
     let num = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let (setups, mib, rounds) = (num(0, 2000), num(1, 512), num(2, 5));
-    harness(setups, mib, rounds);
+    harness(setups, mib, rounds, args.get(3).map(String::as_str));
 }
 
 // ----- the harness (root, outside the sandbox) ---------------------------------------
@@ -55,7 +61,7 @@ fn ip(args: &[&str]) {
     assert!(ok, "ip {args:?} failed (needs root and iproute2)");
 }
 
-fn harness(setups: u64, mib: u64, rounds: u64) {
+fn harness(setups: u64, mib: u64, rounds: u64, rate: Option<&str>) {
     assert_eq!(unsafe { libc::geteuid() }, 0, "run the benchmark as root");
     let base = format!("osup-egb-{}", std::process::id());
     let (c, h) = (format!("{base}-c"), format!("{base}-h"));
@@ -79,6 +85,21 @@ fn harness(setups: u64, mib: u64, rounds: u64) {
     for (ns, dev) in [(&c, "eg0"), (&h, "eg1")] {
         ip(&["-n", ns, "link", "set", dev, "up"]);
         ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    if let Some(rate) = rate {
+        let ok = Command::new("ip")
+            .args([
+                "netns", "exec", &h, "tc", "qdisc", "add", "dev", "eg1", "root", "tbf", "rate",
+                rate, "burst", "512kb", "latency", "50ms",
+            ])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            cleanup(&stop);
+            panic!("tc could not shape the link to {rate}");
+        }
+        println!("link from the test host shaped to {rate} (tc tbf)\n");
     }
     fs::create_dir_all(format!("/etc/netns/{c}")).unwrap();
     fs::write(
@@ -268,6 +289,22 @@ fn cpu_seconds(pid: u64) -> f64 {
     ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
+/// The attribution helper: the proxy's child.
+fn helper_of(proxy: u64) -> Option<u64> {
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u64 = e.file_name().to_str()?.parse().ok()?;
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let ppid: u64 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid == proxy).then_some(pid)
+    })
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -285,6 +322,9 @@ fn client(args: &[String]) {
     for i in 0..50 {
         setup_once(i % 2 == 0);
     }
+    let helper_pid = helper_of(proxy_pid).expect("the attribution helper runs");
+    let egress_cpu = || cpu_seconds(proxy_pid) + cpu_seconds(helper_pid);
+    let setup_cpu0 = egress_cpu();
     let (mut direct, mut proxied) = (Vec::new(), Vec::new());
     for i in 0..setups * 2 {
         // Alternate, and swap the order every 100 pairs, so neither path always goes first.
@@ -297,6 +337,7 @@ fn client(args: &[String]) {
             direct.push(d)
         }
     }
+    let setup_cpu = (egress_cpu() - setup_cpu0) / setups as f64 * 1e6;
     let bytes = mib << 20;
     let (mut tdirect, mut tproxy) = (Vec::new(), Vec::new());
     let mut proxy_cpu = 0.0;
@@ -328,6 +369,7 @@ fn client(args: &[String]) {
         "| connection set-up, p90 (µs) | {d9:.0} | {p9:.0} | {:.2}x |",
         p9 / d9
     );
+    println!("| proxy + helper CPU time per set-up (µs) | | {setup_cpu:.0} | |");
     println!(
         "| one {mib} MiB transfer, median of {rounds} (MiB/s) | {tdm:.0} | {tpm:.0} | {:.1} % |",
         tpm / tdm * 100.0

@@ -1,6 +1,12 @@
-//! Who is on the other end of a proxy connection: the socket's inode from
-//! `/proc/net/tcp{,6}`, the processes whose fd table holds it, their executables and their
-//! ancestors' (`/proc/PID/exe`, `/proc/PID/stat`).
+//! Who is on the other end of a proxy connection: the socket's inode (one exact sock_diag
+//! lookup; `/proc/net/tcp{,6}` when the kernel has no inet_diag), the processes whose fd
+//! table holds it, their executables and their ancestors' (`/proc/PID/exe`,
+//! `/proc/PID/stat`).
+//!
+//! Why sock_diag and not /proc/net/tcp: the kernel renders the whole table, every
+//! TIME_WAIT entry of every past connection included, and we parse it, on every request.
+//! Measured with the egress benchmark after a few thousand connections: 2.7 ms of CPU per
+//! connection set-up with the table, against a single lookup by address and port.
 //!
 //! Reading another process's `/proc/PID/fd` and `exe` is a ptrace-mode access: it needs the
 //! same uid (and a dumpable target) or CAP_SYS_PTRACE, which docker and podman drop by
@@ -11,16 +17,21 @@
 //! uid and an empty filesystem view. See README "Egress".
 
 use super::rules::{Caller, CallerProcess};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 /// Ancestors followed at most (a fork bomb's chain is not worth walking).
 const MAX_DEPTH: usize = 64;
 
 /// One lookup: `client` is the peer address the proxy accepted, `proxy` its own address.
-pub fn lookup(client: SocketAddr, proxy: SocketAddr, stop_at: u32) -> Caller {
-    let Some(inode) = socket_inode(client, proxy) else {
+pub fn lookup(diag: Option<&Diag>, client: SocketAddr, proxy: SocketAddr, stop_at: u32) -> Caller {
+    let inode = match diag {
+        Some(d) => d.inode(client, proxy),
+        None => socket_inode(client, proxy),
+    };
+    let Some(inode) = inode else {
         return Caller::default();
     };
     let target = format!("socket:[{inode}]");
@@ -84,6 +95,116 @@ fn ppid(pid: u32) -> Option<u32> {
     stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
 }
 
+/// A NETLINK_SOCK_DIAG socket, opened before the helper's seccomp filter forbids sockets.
+pub struct Diag {
+    fd: OwnedFd,
+    seq: std::cell::Cell<u32>,
+}
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_ERROR: u16 = 2;
+
+impl Diag {
+    pub fn open() -> io::Result<Diag> {
+        // SAFETY: socket() returns a new fd we own.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: just created.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let tv = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt with a stack timeval of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        Ok(Diag {
+            fd,
+            seq: std::cell::Cell::new(1),
+        })
+    }
+
+    /// The inode of the TCP socket whose local address is `client` and remote `proxy`:
+    /// first as an IPv4 socket, then as an IPv6 one holding v4-mapped addresses.
+    pub fn inode(&self, client: SocketAddr, proxy: SocketAddr) -> Option<u64> {
+        self.query(libc::AF_INET as u8, client, proxy)
+            .or_else(|| self.query(libc::AF_INET6 as u8, client, proxy))
+    }
+
+    fn query(&self, family: u8, client: SocketAddr, proxy: SocketAddr) -> Option<u64> {
+        let seq = self.seq.get().wrapping_add(1);
+        self.seq.set(seq);
+        let addr16 = |a: SocketAddr| -> Option<[u8; 16]> {
+            let mut b = [0u8; 16];
+            match (family as i32, a.ip()) {
+                (libc::AF_INET, IpAddr::V4(v4)) => b[..4].copy_from_slice(&v4.octets()),
+                (libc::AF_INET6, IpAddr::V4(v4)) => b = v4.to_ipv6_mapped().octets(),
+                (libc::AF_INET6, IpAddr::V6(v6)) => b = v6.octets(),
+                _ => return None,
+            }
+            Some(b)
+        };
+        let (src, dst) = (addr16(client)?, addr16(proxy)?);
+        // nlmsghdr (16) + inet_diag_req_v2 (8 + inet_diag_sockid 48).
+        let mut m = Vec::with_capacity(72);
+        m.extend_from_slice(&72u32.to_ne_bytes());
+        m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        m.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
+        m.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+        m.extend_from_slice(&client.port().to_be_bytes());
+        m.extend_from_slice(&proxy.port().to_be_bytes());
+        m.extend_from_slice(&src);
+        m.extend_from_slice(&dst);
+        m.extend_from_slice(&0u32.to_ne_bytes()); // any interface
+        m.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+                                         // SAFETY: send/recv on our netlink socket with our buffers.
+        if unsafe { libc::send(self.fd.as_raw_fd(), m.as_ptr().cast(), m.len(), 0) }
+            != m.len() as isize
+        {
+            return None;
+        }
+        let mut buf = [0u8; 1024];
+        for _ in 0..8 {
+            // SAFETY: as above.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 16 {
+                return None;
+            }
+            let b = &buf[..n as usize];
+            let ty = u16::from_ne_bytes([b[4], b[5]]);
+            let got_seq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+            if got_seq != seq {
+                continue; // a late answer to an earlier query
+            }
+            if ty == NLMSG_ERROR || ty != SOCK_DIAG_BY_FAMILY || b.len() < 88 {
+                return None; // ENOENT: no such socket in this family
+            }
+            let inode = u32::from_ne_bytes([b[84], b[85], b[86], b[87]]);
+            return (inode != 0).then_some(inode as u64);
+        }
+        None
+    }
+}
+
 /// The inode of the client's socket: local address `client`, remote `proxy`.
 fn socket_inode(client: SocketAddr, proxy: SocketAddr) -> Option<u64> {
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -132,7 +253,7 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
 
 /// The helper's loop: one request line (`CLIENT PROXY`) in, one JSON [`Caller`] line out,
 /// until the proxy closes its end.
-pub fn serve(sock: UnixStream, stop_at: u32) {
+pub fn serve(sock: UnixStream, diag: Option<Diag>, stop_at: u32) {
     let Ok(write) = sock.try_clone() else { return };
     let mut write = write;
     let mut reader = BufReader::new(sock);
@@ -145,7 +266,7 @@ pub fn serve(sock: UnixStream, stop_at: u32) {
         }
         let mut words = line.split_whitespace().map(|w| w.parse::<SocketAddr>());
         let caller = match (words.next(), words.next()) {
-            (Some(Ok(c)), Some(Ok(p))) => lookup(c, p, stop_at),
+            (Some(Ok(c)), Some(Ok(p))) => lookup(diag.as_ref(), c, p, stop_at),
             _ => Caller::default(),
         };
         let mut out = serde_json::to_vec(&caller).unwrap_or_else(|_| b"{}".to_vec());
@@ -181,14 +302,26 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (_a, peer) = l.accept().unwrap();
-        let caller = lookup(peer, l.local_addr().unwrap(), 0);
-        let me = std::process::id();
-        let p = caller
-            .processes
-            .iter()
-            .find(|p| p.pid == me)
-            .expect("this process holds the socket");
-        assert_eq!(p.exe, std::env::current_exe().unwrap().to_string_lossy());
+        let proxy = l.local_addr().unwrap();
+        let diag = Diag::open().unwrap();
+        assert_eq!(
+            diag.inode(peer, proxy),
+            socket_inode(peer, proxy),
+            "both ways find it"
+        );
+        assert!(diag.inode(proxy, peer).is_some(), "the accepted end too");
+        let unused: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(diag.inode(unused, proxy), None);
+        for d in [Some(&diag), None] {
+            let caller = lookup(d, peer, proxy, 0);
+            let me = std::process::id();
+            let p = caller
+                .processes
+                .iter()
+                .find(|p| p.pid == me)
+                .expect("this process holds the socket");
+            assert_eq!(p.exe, std::env::current_exe().unwrap().to_string_lossy());
+        }
         drop(s);
     }
 }

@@ -77,6 +77,7 @@ fn run(cfg: Config) -> Result<(), String> {
         .set_nonblocking(true)
         .map_err(|e| format!("listener: {e}"))?;
     let resolver = Resolver::parse(&cfg.hosts, &cfg.resolv_conf);
+    raise_nofile();
     // The proxy resolves names over UDP: the child's socket rule does not apply to it (it
     // holds no capability, so raw and packet sockets stay out of reach anyway).
     let proxy_filter = crate::enforce::helper_filter(&["socket"], PROXY_DENY)?;
@@ -96,11 +97,14 @@ fn run(cfg: Config) -> Result<(), String> {
                 // SAFETY: leaving the forked child.
                 unsafe { libc::_exit(1) };
             }
+            // Opened before the filter, which forbids new sockets; without inet_diag the
+            // helper falls back to /proc/net/tcp.
+            let diag = super::ident::Diag::open().ok();
             if let Err(e) = helper_filter.install() {
                 error!(event = "egress.proxy_failed", error = %std::io::Error::from_raw_os_error(e.errno), "attribution helper could not install seccomp");
                 unsafe { libc::_exit(1) };
             }
-            super::ident::serve(helper_end, cfg.supervisor_pid);
+            super::ident::serve(helper_end, diag, cfg.supervisor_pid);
             // SAFETY: leaving the forked child without running the parent's destructors.
             unsafe { libc::_exit(0) };
         }
@@ -131,6 +135,19 @@ fn run(cfg: Config) -> Result<(), String> {
         proxy::serve(listener, Arc::new(State::new(rules, resolver, helper))).await;
         Ok::<(), String>(())
     })
+}
+
+/// Each relayed connection holds two sockets: take the whole hard limit of open files,
+/// which needs no privilege.
+fn raise_nofile() {
+    // SAFETY: getrlimit/setrlimit on a stack struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
 }
 
 /// Drops to `uid`/`gid` with no groups and no capabilities, not dumpable, dying with
