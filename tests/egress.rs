@@ -129,7 +129,8 @@ impl Lab {
         fs::write(etc.join("resolv.conf"), format!("nameserver {LISTED}\n")).unwrap();
         fs::write(
             etc.join("hosts"),
-            "127.0.0.1 localhost\n10.231.0.3 unlisted.test\n",
+            // Listed names that resolve where the proxy must never go (SSRF by name).
+            "127.0.0.1 localhost loop.test\n169.254.169.254 meta.test\n10.231.0.3 unlisted.test\n",
         )
         .unwrap();
 
@@ -296,6 +297,10 @@ process:
       - host: unlisted.test
         port: {WEB}
         allowed_ips: [{LISTED}/32]
+      - host: loop.test
+        port: {WEB}
+      - host: meta.test
+        port: {WEB}
     binaries:
       - path: {}/bin/allowed/*
 ",
@@ -516,6 +521,8 @@ fn listed_hosts_are_reachable_through_the_proxy_and_others_refused() {
             &format!("get:{named_unlisted}"),
             &format!("get:{LISTED}:{}", WEB + 1),
             &format!("connect:{hosts_file}"),
+            &format!("connect:loop.test:{WEB}"),
+            &format!("get:meta.test:{WEB}"),
             "env:HTTP_PROXY",
             "env:https_proxy",
             "env:NO_PROXY",
@@ -553,6 +560,16 @@ fn listed_hosts_are_reachable_through_the_proxy_and_others_refused() {
     let v = r.op("connect", &hosts_file);
     assert_eq!(v["status"], 403, "{v}");
     assert!(body_of(v).contains("not in allowed_ips"), "{v}");
+    // Listed names that resolve to loopback (the sandbox's own services, the proxy
+    // itself) or link-local (cloud metadata) are never dialled.
+    for (op, t) in [
+        ("connect", format!("loop.test:{WEB}")),
+        ("get", format!("meta.test:{WEB}")),
+    ] {
+        let v = r.op(op, &t);
+        assert_eq!(v["status"], 403, "{v}");
+        assert!(body_of(v).contains("never reachable"), "{v}");
+    }
     assert_eq!(
         lab.seen.unlisted.load(Ordering::SeqCst),
         0,
@@ -582,7 +599,7 @@ fn listed_hosts_are_reachable_through_the_proxy_and_others_refused() {
         .iter()
         .any(|a| a["host"] == "api.test" && a["addr"] == LISTED));
     let denies = r.events("egress.deny");
-    assert_eq!(denies.len(), 5, "{denies:?}");
+    assert_eq!(denies.len(), 7, "{denies:?}");
     assert!(denies
         .iter()
         .any(|d| d["host"] == UNLISTED && d["binary"] == binary.as_str() && d["policy"] == ""));
@@ -608,6 +625,7 @@ fn side_doors_around_the_proxy_are_closed() {
         &[
             &format!("direct:{listed}"),
             &format!("direct:{LISTED}:53"),
+            &format!("direct6:{listed}"),
             &format!("udp:{LISTED}:53"),
             &format!("tfo:{listed}"),
             &format!("mptcp:{listed}"),
@@ -619,6 +637,8 @@ fn side_doors_around_the_proxy_are_closed() {
     // A direct connect to a listed host, and DNS over TCP: Landlock refuses the connect.
     assert_eq!(r.errno("direct", &listed), EACCES);
     assert_eq!(r.errno("direct", &format!("{LISTED}:53")), EACCES);
+    // Second spelling: an IPv6 socket with the v4-mapped address.
+    assert_eq!(r.errno("direct6", &listed), EACCES);
     // UDP DNS, TCP Fast Open (whose connect Landlock never sees), MPTCP (not TCP to
     // Landlock), SCTP, raw and ICMP sockets: seccomp refuses the socket or the send.
     assert_eq!(r.errno("udp", &format!("{LISTED}:53")), EPERM);

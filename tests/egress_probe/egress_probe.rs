@@ -3,7 +3,8 @@
 //! answered, so the test sees what was actually allowed.
 //!
 //! `get:HOST:PORT` (plain HTTP through $HTTP_PROXY), `connect:HOST:PORT` (CONNECT, then a
-//! GET through the tunnel), `direct:IP:PORT` (TCP connect bypassing the proxy),
+//! GET through the tunnel), `direct:IP:PORT` (TCP connect bypassing the proxy; `direct6:IP:PORT` the same from an
+//! IPv6 socket to the v4-mapped address),
 //! `udp:IP:PORT` (a DNS query over UDP), `tfo:IP:PORT` (TCP Fast Open sendto),
 //! `mptcp:IP:PORT`, `sockets` (SCTP, raw, ICMP, UDP6), `serve:PORT` (bind, listen, answer
 //! one connection), `bind:PORT`, `handoff:HOST:PORT:EXE` (connect to the proxy, then exec
@@ -152,6 +153,25 @@ fn connect_fd(fd: i32, target: &str) -> i32 {
     }
 }
 
+/// A TCP connect from an AF_INET6 socket to the v4-mapped form of IPv4:PORT.
+fn direct6(target: &str) -> i32 {
+    let a: std::net::SocketAddrV4 = target.parse().expect("IPv4:PORT");
+    sock(libc::AF_INET6, libc::SOCK_STREAM, 0, |fd| {
+        // SAFETY: plain data.
+        let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        sa.sin6_family = libc::AF_INET6 as u16;
+        sa.sin6_port = a.port().to_be();
+        sa.sin6_addr.s6_addr = a.ip().to_ipv6_mapped().octets();
+        let len = std::mem::size_of::<libc::sockaddr_in6>() as u32;
+        // SAFETY: connect with a stack sockaddr.
+        if unsafe { libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len) } < 0 {
+            errno()
+        } else {
+            0
+        }
+    })
+}
+
 fn line(op: &str, target: &str, errno: i32) {
     println!(
         "{{\"op\":\"{op}\",\"target\":{},\"errno\":{errno}}}",
@@ -293,6 +313,7 @@ fn main() {
                     connect_fd(fd, val)
                 }),
             ),
+            "direct6" => line("direct6", val, direct6(val)),
             "udp" => line("udp", val, udp_dns(val)),
             "tfo" => line("tfo", val, tfo(val)),
             "mptcp" => line(
