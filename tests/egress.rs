@@ -311,10 +311,17 @@ process:
 
     /// Starts the supervisor in the client namespace with `args`, the child after `--`.
     fn start(&self, policy: &Path, args: &[&str], child: &[String]) -> Running {
+        self.start_via(&[], policy, args, child)
+    }
+
+    /// [`Lab::start`] with `wrap` (e.g. setpriv and its flags) before the supervisor.
+    fn start_via(&self, wrap: &[&str], policy: &Path, args: &[&str], child: &[String]) -> Running {
         let log = self.path("supervisor.log");
         let out = self.path("stdout.txt");
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.client, SUPERVISOR, "--policy"])
+        cmd.args(["netns", "exec", &self.client])
+            .args(wrap)
+            .args([SUPERVISOR, "--policy"])
             .arg(policy)
             .arg("--status-dir")
             .arg(self.path("status"))
@@ -1023,4 +1030,70 @@ fn l7_rules_refused_under_hard_requirement_and_flagged_under_best_effort() {
     assert!(text.contains("api"), "{text}");
     assert!(text.contains("NOT ENFORCED"), "{text}");
     assert!(text.contains("proxy's port"), "{text}");
+}
+
+#[test]
+fn an_unprivileged_supervisor_still_enforces_egress() {
+    let lab = Lab::new("unpriv");
+    let policy = lab.web_policy("");
+    // The supervisor itself runs as the policy's user (nobody), without capabilities.
+    let status = lab.path("status");
+    std::os::unix::fs::chown(&status, Some(65534), Some(65534)).unwrap();
+    let (listed, unlisted) = (format!("{LISTED}:{WEB}"), format!("{UNLISTED}:{WEB}"));
+    let child = vec![
+        lab.probe("allowed").display().to_string(),
+        format!("get:{listed}"),
+        format!("connect:{unlisted}"),
+        format!("direct:{listed}"),
+        format!("udp:{LISTED}:53"),
+    ];
+    let wrap = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ];
+    let r = lab
+        .start_via(&wrap, &policy, &["--restart", "never"], &child)
+        .finish();
+    assert_eq!(r.code, 0);
+    assert_eq!(r.op("get", &listed)["status"], 200);
+    assert_eq!(r.op("connect", &unlisted)["status"], 403);
+    assert_eq!(r.errno("direct", &listed), EACCES);
+    assert_eq!(r.errno("udp", &format!("{LISTED}:53")), EPERM);
+    let confined = &r.events("egress.proxy_confined")[0];
+    assert_eq!(
+        confined["uid"], 65534,
+        "kept the supervisor's uid: {confined}"
+    );
+    assert_eq!(
+        r.events("egress.allow")[0]["binary"],
+        lab.probe("allowed").display().to_string().as_str()
+    );
+}
+
+#[test]
+fn a_resolver_file_the_workload_could_write_fails_startup() {
+    let lab = Lab::new("resolv");
+    let policy = lab.web_policy("");
+    let resolv = lab.netns_etc().join("resolv.conf");
+    // `ip netns exec` mounts it over /etc/resolv.conf: owned by the agent's uid, then
+    // root's but writable by everyone. Either would let the workload point an allowed name
+    // at any address, so the proxy is not started and neither is the child.
+    for (uid, mode) in [(65534, 0o644), (0, 0o666)] {
+        std::os::unix::fs::chown(&resolv, Some(uid), Some(uid)).unwrap();
+        fs::set_permissions(&resolv, fs::Permissions::from_mode(mode)).unwrap();
+        let r = lab.run(&policy, &[&format!("get:{LISTED}:{WEB}")]);
+        assert_eq!(r.code, 87, "egress_failed (uid {uid}, mode {mode:o})");
+        assert!(r.out.is_empty(), "the child never ran: {:?}", r.out);
+        let f = &r.events("egress.failed")[0];
+        assert!(f["error"].as_str().unwrap().contains("resolv.conf"), "{f}");
+        let st: Value =
+            serde_json::from_slice(&fs::read(lab.path("status/status.json")).unwrap()).unwrap();
+        assert_eq!(st["phase"], "Failed");
+        assert_eq!(st["reason"], "egress_failed");
+        assert!(r.events("child.spawn").is_empty());
+    }
 }

@@ -128,7 +128,9 @@ fn run(cfg: Config) -> Result<(), String> {
         proxy_end.set_nonblocking(true).map_err(|e| e.to_string())?;
         let helper = tokio::net::UnixStream::from_std(proxy_end).map_err(|e| e.to_string())?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        info!(event = "egress.proxy_confined", port, uid = cfg.proxy_uid, helper_uid = cfg.agent_uid, landlock = %landlock,
+        // SAFETY: getuid has no failure mode.
+        let uid = unsafe { libc::getuid() };
+        info!(event = "egress.proxy_confined", port, uid, helper_uid = cfg.agent_uid, landlock = %landlock,
             nameservers = %resolver.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","), "egress proxy confined and listening");
         let _ = ready.write_all(b"R");
         drop(ready);
@@ -160,14 +162,19 @@ fn drop_to(uid: u32, gid: u32, parent: i32) -> Result<(), String> {
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        if libc::geteuid() == 0 && libc::setgroups(0, std::ptr::null()) != 0 {
-            return Err(os("setgroups"));
-        }
-        if libc::setresgid(gid, gid, gid) != 0 {
-            return Err(os("setresgid"));
-        }
-        if libc::setresuid(uid, uid, uid) != 0 {
-            return Err(os("setresuid"));
+        // An unprivileged supervisor (already the policy's user) cannot switch: the proxy
+        // then keeps that uid; no_new_privs, Landlock's scoping and not being dumpable
+        // still keep the agent off it. egress.proxy_confined logs the uid it runs as.
+        if libc::geteuid() == 0 {
+            if libc::setgroups(0, std::ptr::null()) != 0 {
+                return Err(os("setgroups"));
+            }
+            if libc::setresgid(gid, gid, gid) != 0 {
+                return Err(os("setresgid"));
+            }
+            if libc::setresuid(uid, uid, uid) != 0 {
+                return Err(os("setresuid"));
+            }
         }
         // The uid change cleared permitted and effective; clear inheritable too.
         // _LINUX_CAPABILITY_VERSION_3: a header (version, pid) and two all-zero data
