@@ -1588,3 +1588,98 @@ fn policy_path_trusted_symlinks_are_still_followed() {
         .collect();
     assert_eq!(r, [0, 0, EACCES, EACCES]);
 }
+
+/// OpenShell's examples omit `process:` so the platform picks the identity: a root
+/// supervisor runs the child as sandbox:sandbox, never as root, and says why.
+#[test]
+fn default_identity_is_sandbox_never_root() {
+    let env = Env::new("defid");
+    let text = format!(
+        "version: 1\nfilesystem_policy:\n  read_only: [{}, /proc]\n  read_write: [{}]\n",
+        env.p("bin"),
+        env.p("rw")
+    );
+    let policy = env.path("policy.yaml");
+    fs::write(&policy, text).unwrap();
+    // An image with a sandbox user: this host's passwd and group plus one, bind-mounted
+    // over /etc in a mount namespace of the supervisor's own.
+    let passwd = env.path("passwd");
+    let group = env.path("group");
+    fs::write(
+        &passwd,
+        fs::read_to_string("/etc/passwd").unwrap() + "sandbox:x:4321:4322::/sandbox:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(
+        &group,
+        fs::read_to_string("/etc/group").unwrap() + "sandbox:x:4322:\n",
+    )
+    .unwrap();
+    let in_image = |cmd: &mut Command| {
+        let prog = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let mut w = Command::new("unshare");
+        w.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /etc/passwd && mount --bind {} /etc/group && exec \"$0\" \"$@\"",
+                passwd.display(),
+                group.display()
+            ))
+            .arg(prog)
+            .args(args)
+            .current_dir(env.path("rw"));
+        *cmd = w;
+    };
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--no-hook",
+        "--restart",
+        "never",
+    ];
+    let run = supervise_with(&env, &args, &ops(&["status", "env:USER"]), in_image);
+    assert_eq!(run.code, 0);
+    let s = run.op("status");
+    assert_eq!(status_field(s, "Uid"), "4321 4321 4321 4321");
+    assert_eq!(status_field(s, "Gid"), "4322 4322 4322 4322");
+    let ev = run.event("enforce.identity").expect("enforce.identity");
+    assert_eq!(ev["source"], "openshell_default");
+    assert_eq!(ev["uid"], 4321);
+    assert!(ev["reason"].as_str().unwrap().contains("never root"));
+
+    // Without such a user the start is refused, naming the field: never a root child.
+    let run = supervise(&env, &args, &ops(&["status"]));
+    if fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .all(|l| !l.starts_with("sandbox:"))
+    {
+        assert_eq!(run.code, 78);
+        assert!(run.out.is_empty());
+        let ev = run.event("policy.invalid").expect("policy.invalid");
+        assert_eq!(ev["field"], "process.run_as_user");
+        assert!(ev["error"].as_str().unwrap().contains("sandbox"), "{ev}");
+    }
+
+    // An unprivileged supervisor cannot change ids: the child keeps the supervisor's.
+    fs::set_permissions(env.path("status"), fs::Permissions::from_mode(0o777)).unwrap();
+    let run = supervise_with(&env, &args, &ops(&["status"]), |cmd| {
+        let prog = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let mut w = Command::new("setpriv");
+        w.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(prog)
+            .args(args)
+            .current_dir(env.path("rw"));
+        *cmd = w;
+    });
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        status_field(run.op("status"), "Uid"),
+        "65534 65534 65534 65534"
+    );
+    assert_eq!(
+        run.event("enforce.identity").unwrap()["source"],
+        "supervisor"
+    );
+}

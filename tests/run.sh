@@ -74,3 +74,6 @@ log "cargo build --release"
 cargo build --release
 log "cargo test"
 cargo test
+log "fuzzing the policy and status.json readers (bounded)"
+# Installs cargo-fuzz (cargo install --locked) when it is missing.
+bash fuzz/run.sh

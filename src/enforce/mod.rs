@@ -172,14 +172,25 @@ impl Sandbox {
         let identity = identity::resolve(&user, group.as_ref(), &passwd, &groups).map_err(
             |(field, why)| match id_source {
                 identity::Source::Policy => PolicyError::invalid(path, field, why),
+                // The identity was chosen for the policy: say so, and what to change.
                 _ => PolicyError::invalid(
                     path,
-                    "process",
+                    field,
                     format!(
-                        "no process.run_as_user, so the child would run as {user}:{} ({}): {why}; \
-                         create that user in the image or set process.run_as_user",
-                        group.as_ref().map(ToString::to_string).unwrap_or_default(),
-                        id_source.as_str()
+                        "not set, so the child would run as {} ({}), but {}; set \
+                         process.run_as_user and run_as_group, or create that user and group \
+                         in the image",
+                        match (&user, &group) {
+                            (u, Some(g)) => format!("{}:{}", plain(u), plain(g)),
+                            (u, None) => plain(u),
+                        },
+                        match id_source {
+                            identity::Source::OpenShellDefault => {
+                                "OpenShell's default for a root supervisor, never root"
+                            }
+                            _ => "the supervisor's own ids",
+                        },
+                        why.split(';').next().unwrap_or(&why)
                     ),
                 ),
             },
@@ -373,6 +384,14 @@ impl HelperFilter {
 pub fn helper_filter(allow: &[&str], deny: &[&str]) -> Result<HelperFilter, String> {
     let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     seccomp::compile(&own(allow), &own(deny)).map(HelperFilter)
+}
+
+/// A user or group as an operator writes it (`sandbox`, `1000`).
+fn plain(id: &policy::IdSpec) -> String {
+    match id {
+        policy::IdSpec::Name(n) => n.clone(),
+        policy::IdSpec::Id(i) => i.to_string(),
+    }
 }
 
 fn read_db(policy: &Path, db: &str) -> Result<String, PolicyError> {

@@ -21,7 +21,15 @@ pub fn read(path: &Path, trust_required: bool) -> Result<String, PolicyError> {
         )
     };
     let trust = Trust::root_and_self();
-    let r = match safe_fs::resolve(path, &trust, Final::Read) {
+    // A relative --policy means the directory we were started in.
+    let abs = if path.is_relative() {
+        std::env::current_dir()
+            .map_err(|e| unreadable(format!("the working directory: {e}")))?
+            .join(path)
+    } else {
+        path.to_path_buf()
+    };
+    let r = match safe_fs::resolve(&abs, &trust, Final::Read) {
         Ok(r) => r,
         Err(e @ WalkError::NotFound { .. }) => return Err(unreadable(e.to_string())),
         Err(e @ (WalkError::UntrustedSymlink { .. } | WalkError::ProcLink { .. })) => {

@@ -121,6 +121,9 @@ fn unexpected(u: &de::Unexpected<'_>) -> String {
         de::Unexpected::Str(s) => format!("{s:?}"),
         de::Unexpected::Bool(b) => b.to_string(),
         de::Unexpected::Float(f) => f.to_string(),
+        de::Unexpected::Seq => "a list".into(),
+        de::Unexpected::Map => "a mapping".into(),
+        de::Unexpected::Unit | de::Unexpected::Option => "null (an empty value)".into(),
         other => other.to_string(),
     }
 }

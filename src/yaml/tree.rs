@@ -286,7 +286,15 @@ pub fn build(text: &str) -> Result<Node, Error> {
     for ev in Parser::new_from_str(text) {
         let (ev, span) = ev.map_err(|e| {
             let m = mark_of(*e.marker());
-            b.err(m, format!("not valid YAML: {}", e.info()))
+            match e.info() {
+                // The parser's bound on flow collections ([ and {), met before ours when it
+                // scans ahead for a key.
+                "recursion limit exceeded" => b.err(
+                    m,
+                    "nested deeper than 255 levels of [ ] and { }; a policy needs far fewer",
+                ),
+                info => b.err(m, format!("not valid YAML: {info}")),
+            }
         })?;
         let mark = mark_of(span.start);
         match ev {

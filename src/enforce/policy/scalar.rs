@@ -50,7 +50,6 @@ macro_rules! str_enum {
 
             const NAMES: &'static [&'static str] = &[$($s),+];
 
-            #[allow(dead_code)]
             fn from_name(s: &str) -> Option<$name> {
                 match s { $($s => Some($name::$v),)+ _ => None }
             }
