@@ -15,6 +15,9 @@ apt_pkgs=(busybox-static util-linux procps binutils podman runc docker.io)
 # tests/bench_smoke.rs runs the benchmark harness once against every init it compares;
 # tests/attacks.rs builds ELF hooks with a chosen PT_INTERP with gcc.
 apt_pkgs+=(tini dumb-init catatonit hyperfine gcc libc6-dev python3)
+# tests/egress.rs builds its test hosts in network namespaces (ip netns, veth); the egress
+# benchmark can shape their link (tc).
+apt_pkgs+=(iproute2)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

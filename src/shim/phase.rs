@@ -282,6 +282,7 @@ mod tests {
                 signal: None,
                 duration_ms: None,
             },
+            egress: None,
         }
     }
 

@@ -106,6 +106,13 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// As written back (`10.0.0.0/8`): the egress proxy receives its rules as JSON.
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Cidr, D::Error> {
         let s = String::deserialize(d)?;

@@ -60,7 +60,8 @@ struct RawLandlock {
     /// Ours: TCP ports the child may bind. Absent = not restricted.
     #[serde(default)]
     tcp_bind: Option<Vec<Port>>,
-    /// Ours: TCP ports the child may connect to. Absent = not restricted.
+    /// Ours: TCP ports the child may connect to directly (any address), besides the egress
+    /// proxy. Absent = none.
     #[serde(default)]
     tcp_connect: Option<Vec<Port>>,
 }
@@ -111,7 +112,8 @@ pub struct Policy {
     pub compatibility: Compatibility,
     /// Ours (`landlock.tcp_bind`): None = not restricted.
     pub tcp_bind: Option<Vec<u16>>,
-    /// Ours (`landlock.tcp_connect`): None = not restricted.
+    /// Ours (`landlock.tcp_connect`): direct TCP connect ports besides the egress proxy's;
+    /// None = none.
     pub tcp_connect: Option<Vec<u16>>,
     /// `process.run_as_user`; None = the default identity (see `identity::choose`).
     pub user: Option<IdSpec>,
