@@ -148,7 +148,8 @@ impl Supervisor {
         deadline: Option<Instant>,
         fds: &[std::os::fd::BorrowedFd<'_>],
     ) -> Vec<usize> {
-        let batch = match self.events.wait(deadline, fds) {
+        // A failed status write is retried on time even while nothing else happens.
+        let batch = match self.events.wait(self.report.deadline(deadline), fds) {
             Ok(b) => b,
             Err(e) => {
                 // poll/signalfd failing is not something we can wait out; avoid a hot loop.
@@ -203,6 +204,7 @@ impl Supervisor {
                 ),
             }
         }
+        self.report.retry_if_due();
         batch.readable
     }
 
