@@ -13,6 +13,7 @@ use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -902,4 +903,107 @@ fn ready_of_a_killed_pid1_supervisor_is_stale_though_pid_1_lives() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+// ----- start-up without std's runtime (issue 12): a genuine fault is still fatal -------
+
+/// Makes `pid` execute address 0, a real fault raised by the kernel (SEGV_MAPERR), by
+/// rewriting its instruction pointer under ptrace.
+fn inject_fault(pid: i32) {
+    // SAFETY: ptrace on a process we started; regs is plain data filled by the kernel.
+    unsafe {
+        assert_eq!(
+            libc::ptrace(libc::PTRACE_ATTACH, pid, 0usize, 0usize),
+            0,
+            "attach: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut st = 0;
+        assert_eq!(libc::waitpid(pid, &mut st, libc::__WALL), pid);
+        let mut regs: libc::user_regs_struct = std::mem::zeroed();
+        assert_eq!(
+            libc::ptrace(libc::PTRACE_GETREGS, pid, 0usize, &mut regs as *mut _),
+            0
+        );
+        regs.rip = 0;
+        // Interrupted in poll(): no syscall restart, just the jump.
+        regs.orig_rax = u64::MAX;
+        assert_eq!(
+            libc::ptrace(libc::PTRACE_SETREGS, pid, 0usize, &regs as *const _),
+            0
+        );
+        assert_eq!(libc::ptrace(libc::PTRACE_DETACH, pid, 0usize, 0usize), 0);
+    }
+}
+
+/// The faulting supervisor runs in `/`: keep a core file out of it whatever the CI's limit.
+fn no_core_dump(c: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &zero);
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn startup_a_genuine_fault_still_ends_the_supervisor() {
+    require_root();
+    let s = Scratch::new("fault");
+    let child = s.child_script("child.sh", "exec sleep 1000");
+    let mut c = command(
+        &s,
+        &[
+            "--no-hook",
+            "--ready-after",
+            "0",
+            "--",
+            child.to_str().unwrap(),
+        ],
+    );
+    no_core_dump(&mut c);
+    let sup = spawn_cmd(&s, c);
+    wait_phase(&s, "Ready", LONG);
+    inject_fault(sup.pid());
+    let (st, _) = sup.wait(LONG);
+    assert_eq!(st.signal(), Some(libc::SIGSEGV), "{st:?}");
+    // The orphaned child (re-parented away from the dead supervisor) is cleaned up here.
+    if let Some(c) = s.status()["child"]["pid"].as_i64() {
+        let _ = nix::sys::signal::kill(Pid::from_raw(c as i32), Signal::SIGKILL);
+    }
+}
+
+#[test]
+fn startup_a_genuine_fault_still_ends_pid_1() {
+    require_root();
+    let s = Scratch::new("fault-pid1");
+    let mut c = std::process::Command::new("unshare");
+    c.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--",
+        SUPERVISOR,
+        "--no-policy",
+        "--status-dir",
+    ])
+    .arg(s.status_dir())
+    .args(["--no-hook", "--ready-after", "0", "--", "sleep", "1000"])
+    .current_dir(&s.path);
+    no_core_dump(&mut c);
+    let sup = spawn_cmd(&s, c);
+    wait_phase(&s, "Ready", LONG);
+    let host_pid = children_of(sup.pid())[0].0;
+    inject_fault(host_pid);
+    // unshare reports how its child, the namespace's PID 1, ended: by SIGSEGV.
+    let (st, _) = sup.wait(LONG);
+    let segv = st.signal() == Some(libc::SIGSEGV) || st.code() == Some(128 + libc::SIGSEGV);
+    assert!(segv, "PID 1 must die of its own fault: {st:?}");
+    assert!(!alive(host_pid));
 }
