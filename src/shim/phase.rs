@@ -271,6 +271,8 @@ mod tests {
                 pid: 1,
                 started_at: rfc3339(at(sup_started)),
                 version: "0.1.0".into(),
+                boot_id: None,
+                start_ticks: None,
             },
             child: None,
             restarts: 0,

@@ -17,6 +17,9 @@ use crate::contract::{ExitCode, Phase, Reason};
 use cli::Cli;
 use tracing::{error, info, warn};
 
+/// How long queued log lines may hold up the exit when stderr's reader is slow.
+const EXIT_LOG_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Entry point of the `supervisor` binary; returns the process exit code.
 pub fn main() -> i32 {
     // The egress proxy: the same binary in a hidden mode, started by the supervisor itself.
@@ -36,12 +39,16 @@ pub fn main() -> i32 {
             crate::log::init(args.log.log_format, args.log.log_level);
             crate::enforce::check_command(&args.policy)
         }
-        Cli::Run(args) => supervise(args),
+        Cli::Run(args) => {
+            let code = supervise(args);
+            crate::log::shutdown(EXIT_LOG_FLUSH);
+            code
+        }
     }
 }
 
 fn supervise(mut args: cli::RunArgs) -> i32 {
-    crate::log::init(args.log.log_format, args.log.log_level);
+    crate::log::init_nonblocking(args.log.log_format, args.log.log_level);
     let pid = std::process::id();
     info!(event = "supervisor.start", version = env!("CARGO_PKG_VERSION"), pid, command = ?args.command, "supervisor starting");
 

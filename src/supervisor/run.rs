@@ -182,7 +182,8 @@ impl Supervisor {
             (Some(d), Some(e)) => Some(d.min(e)),
             (d, e) => d.or(e),
         };
-        let batch = self.events.wait(deadline, &all);
+        // A failed status write is retried on time even while nothing else happens.
+        let batch = self.events.wait(self.report.deadline(deadline), &all);
         drop(all);
         let batch = match batch {
             Ok(b) => b,
@@ -252,6 +253,7 @@ impl Supervisor {
             egress_changed |= e.tick(Instant::now());
         }
         readable.retain(|i| *i < fds.len());
+        self.report.retry_if_due();
         if egress_changed {
             self.report.status.egress = self.egress.as_ref().map(|e| e.info.clone());
             self.report.write();
