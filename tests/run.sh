@@ -12,8 +12,9 @@ log "installing test dependencies"
 # podman + runc (crun cannot run here), docker.io (dockerd 20.10), busybox-static and
 # binutils (readelf) for images/build.sh.
 apt_pkgs=(busybox-static util-linux procps binutils podman runc docker.io)
-# tests/bench_smoke.rs runs the benchmark harness once against every init it compares.
-apt_pkgs+=(tini dumb-init catatonit hyperfine gcc libc6-dev python3)
+# tests/bench_smoke.rs runs the benchmark harness once against every init it compares;
+# python3-seccomp (libseccomp for Debian's python3) compiles Docker's default seccomp profile.
+apt_pkgs+=(tini dumb-init catatonit hyperfine gcc libc6-dev python3 python3-seccomp)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
