@@ -3,6 +3,7 @@
 
 mod cli_support;
 pub mod contract;
+pub mod egress;
 pub mod enforce;
 pub mod log;
 pub mod safe_fs;

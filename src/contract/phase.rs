@@ -83,6 +83,8 @@ pub enum Reason {
     ConfigInvalid,
     /// The supervisor itself hit an operating-system error it cannot recover from.
     Internal,
+    /// The egress proxy could not be started, or failed every restart.
+    EgressFailed,
 }
 
 impl Reason {
@@ -97,6 +99,7 @@ impl Reason {
             Reason::ChildFailed => "child_failed",
             Reason::ConfigInvalid => "config_invalid",
             Reason::Internal => "internal",
+            Reason::EgressFailed => "egress_failed",
         }
     }
 }

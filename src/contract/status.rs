@@ -32,6 +32,40 @@ pub struct Status {
     pub restarts: u32,
     pub last_exit: Option<ExitInfo>,
     pub hook: HookInfo,
+    /// The egress proxy; absent when the policy allows no egress (or there is no policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<EgressInfo>,
+}
+
+/// The egress proxy's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EgressInfo {
+    pub state: EgressState,
+    /// The proxy process, while there is one.
+    pub pid: Option<u32>,
+    /// The loopback port the child's HTTP(S)_PROXY points at.
+    pub port: u16,
+    /// Restarts since the supervisor started.
+    pub restarts: u32,
+    /// When `state` was entered (RFC 3339, UTC).
+    pub since: String,
+    /// How the last proxy process ended.
+    pub last_exit: Option<ExitInfo>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EgressState {
+    /// Started, not yet serving.
+    Starting,
+    /// Serving.
+    Running,
+    /// Exited; a restart is scheduled.
+    Restarting,
+    /// Given up on (the supervisor is Failed with egress_failed).
+    Failed,
+    /// Stopped with the supervisor.
+    Stopped,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +189,7 @@ mod tests {
                 signal: None,
                 duration_ms: Some(12),
             },
+            egress: None,
         }
     }
 

@@ -42,7 +42,7 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
     // the report can show what is missing.
     let mut lenient = pol.clone();
     lenient.compatibility = Compatibility::BestEffort;
-    let sandbox = Sandbox::prepare_policy(path, lenient)?;
+    let sandbox = Sandbox::prepare_policy(path, lenient, 0)?;
     let cov = &sandbox.landlock.coverage;
     let id = &sandbox.identity;
     let mut out = String::new();
@@ -146,6 +146,8 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
         );
     }
 
+    egress_section(w, &pol, cov);
+
     let sc = &sandbox.seccomp;
     let _ = writeln!(
         w,
@@ -200,6 +202,101 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
         ExitCode::Enforcement
     };
     Ok((out, code))
+}
+
+/// The network section: per endpoint, what the egress proxy enforces and what it does not.
+fn egress_section(w: &mut String, pol: &policy::Policy, cov: &landlock::Coverage) {
+    let connect_enforced = cov.net_handled.contains(::landlock::AccessNet::ConnectTcp);
+    let direct = pol.tcp_connect.as_deref().unwrap_or(&[]);
+    if !connect_enforced {
+        let _ = writeln!(
+            w,
+            "egress       NOT ENFORCED on this kernel (Landlock ABI {} < 4 cannot restrict TCP connect): the child can connect to any host directly",
+            cov.kernel_abi
+        );
+    }
+    if pol.network.is_empty() {
+        let _ = writeln!(
+            w,
+            "egress       none: the policy has no network_policies, so the child gets no proxy and every TCP connect is refused{}",
+            if direct.is_empty() { String::new() } else { format!(" (except ports {} of our tcp_connect extension)", list(direct.iter().map(|p| p.to_string()))) }
+        );
+    } else {
+        let _ = writeln!(
+            w,
+            "egress       through the supervisor's proxy on 127.0.0.1 (the proxy's port, chosen when the supervisor starts; HTTP_PROXY/HTTPS_PROXY/ALL_PROXY point at it); TCP connect to any other port is refused"
+        );
+        for p in &pol.network.policies {
+            let name = if p.name != p.key {
+                format!(" ({})", p.name)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                w,
+                "  policy {}{name}: binaries {}",
+                p.key,
+                list(p.binaries.iter().cloned())
+            );
+            for ep in &p.endpoints {
+                let ports = list(ep.ports.iter().map(|p| p.to_string()));
+                let (host, addr) = match ep.host.as_deref() {
+                    None => (
+                        "any host".to_string(),
+                        "addresses in allowed_ips only".to_string(),
+                    ),
+                    Some(h) if h.parse::<std::net::IpAddr>().is_ok() => {
+                        (h.to_string(), format!("only {h}"))
+                    }
+                    Some(h) if crate::egress::glob::has_meta(h) => {
+                        (h.to_string(), "public addresses only".to_string())
+                    }
+                    Some(h) => (h.to_string(), "any but loopback/link-local".to_string()),
+                };
+                let addr = if ep.allowed_ips.is_empty() || ep.host.is_none() {
+                    addr
+                } else {
+                    "addresses in allowed_ips only".to_string()
+                };
+                let ips = if ep.allowed_ips.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " allowed_ips {}",
+                        list(ep.allowed_ips.iter().map(|c| c.to_string()))
+                    )
+                };
+                let _ = writeln!(w, "    {host}:{ports}{ips}");
+                let _ = writeln!(
+                    w,
+                    "      enforced: host, port, calling binary, resolved address ({addr})"
+                );
+                if !ep.unenforced.is_empty() {
+                    let _ = writeln!(w, "      NOT ENFORCED (L7, best_effort): {} -- the whole host:port is allowed", ep.unenforced.join("; "));
+                }
+                if !ep.audit_only.is_empty() {
+                    let _ = writeln!(w, "      audit only (L7): {} -- allowed, as OpenShell would, but requests are not inspected or logged", ep.audit_only.join("; "));
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        w,
+        "  side doors UDP (DNS included), ICMP, raw, SCTP and MPTCP sockets and TCP Fast Open refused (seccomp); names resolve only in the proxy"
+    );
+    if !direct.is_empty() {
+        let _ = writeln!(
+            w,
+            "  DIRECT     tcp_connect ports {} bypass the proxy: the child may connect to ANY address on them",
+            list(direct.iter().map(|p| p.to_string()))
+        );
+    }
+    if !pol.network.is_empty() {
+        let _ = writeln!(
+            w,
+            "  LIMIT      Landlock restricts TCP connect by port, not by address: a remote host that listens on the proxy's port is reachable directly by IP address (no name: the child has no DNS); see README, Egress"
+        );
+    }
 }
 
 fn named(n: &Option<String>) -> String {

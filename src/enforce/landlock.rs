@@ -116,14 +116,12 @@ fn snake(camel: &str) -> String {
     s
 }
 
-/// What we ask for, independent of the kernel.
+/// What we ask for, independent of the kernel. TCP connect is always handled: egress is
+/// closed unless the policy lists it, and then it goes through the egress proxy's port.
 fn wanted(policy: &Policy) -> (BitFlags<AccessFs>, BitFlags<AccessNet>, BitFlags<Scope>) {
-    let mut net = BitFlags::EMPTY;
+    let mut net: BitFlags<AccessNet> = AccessNet::ConnectTcp.into();
     if policy.tcp_bind.is_some() {
         net |= AccessNet::BindTcp;
-    }
-    if policy.tcp_connect.is_some() {
-        net |= AccessNet::ConnectTcp;
     }
     (
         AccessFs::from_all(KNOWN_ABI),
@@ -154,9 +152,21 @@ pub fn coverage(policy: &Policy, kernel: i32) -> Coverage {
     }
 }
 
+/// The TCP ports the child may connect to: the egress proxy's (when the policy allows any
+/// egress and the proxy has a port) and our `tcp_connect` extension's.
+pub fn connect_ports(policy: &Policy, proxy_port: u16) -> Vec<u16> {
+    let mut ports: Vec<u16> = policy.tcp_connect.iter().flatten().copied().collect();
+    if proxy_port != 0 && !policy.network.is_empty() {
+        ports.push(proxy_port);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 /// Builds the ruleset for `policy`. Fails (Unenforceable) under `hard_requirement` when the
 /// kernel cannot enforce every right we ask for.
-pub fn prepare(policy: &Policy, file: &Path) -> Result<Domain, PolicyError> {
+pub fn prepare(policy: &Policy, file: &Path, proxy_port: u16) -> Result<Domain, PolicyError> {
     let mut cov = coverage(policy, kernel_abi());
     if policy.compatibility == Compatibility::HardRequirement && !cov.fully_enforced() {
         return Err(PolicyError::unenforceable(
@@ -239,14 +249,16 @@ pub fn prepare(policy: &Policy, file: &Path) -> Result<Domain, PolicyError> {
             .map_err(|e| err(&format!("adding a rule for {}", path.display()), &e))?;
         cov.rules += 1;
     }
+    let connect = connect_ports(policy, proxy_port);
+    let bind: Vec<u16> = policy.tcp_bind.iter().flatten().copied().collect();
     for (ports, right) in [
-        (&policy.tcp_bind, AccessNet::BindTcp),
-        (&policy.tcp_connect, AccessNet::ConnectTcp),
+        (&bind, AccessNet::BindTcp),
+        (&connect, AccessNet::ConnectTcp),
     ] {
         if !cov.net_handled.contains(right) {
             continue;
         }
-        for port in ports.iter().flatten() {
+        for port in ports {
             created = created
                 .add_rule(NetPort::new(*port, right))
                 .map_err(|e| err(&format!("adding a rule for TCP port {port}"), &e))?;
@@ -273,6 +285,7 @@ mod tests {
             group: None,
             seccomp_allow: vec![],
             seccomp_deny: vec![],
+            network: Default::default(),
         }
     }
 
@@ -291,8 +304,8 @@ mod tests {
         assert!(c.unenforced.iter().any(|n| n == "signal"));
         assert!(c.unenforced.iter().any(|n| n == "ioctl_dev"));
         assert!(
-            !c.unenforced.iter().any(|n| n == "connect_tcp"),
-            "not asked for"
+            c.unenforced.iter().any(|n| n == "connect_tcp"),
+            "always asked for: egress is closed by default"
         );
         let c = coverage(&policy(true), 12);
         assert!(c.fully_enforced(), "{:?}", c.unenforced);

@@ -31,7 +31,9 @@ mod syscalls;
 
 pub use check::check_command;
 pub use error::{ErrorKind, PolicyError};
+pub use policy::Compatibility;
 pub use report::{ReportPipe, Sender};
+pub use seccomp::Filter as SeccompFilter;
 pub use stage::{Failure, Stage};
 
 use std::io;
@@ -47,7 +49,20 @@ pub struct Sandbox {
     privs: privdrop::Plan,
     landlock: landlock::Domain,
     seccomp: seccomp::Filter,
+    /// The egress allow-list and the proxy's port; None when the policy allows no egress.
+    egress: Option<Egress>,
     prepare_time: Duration,
+}
+
+/// What the egress proxy enforces for this sandbox.
+#[derive(Debug, Clone)]
+pub struct Egress {
+    pub rules: crate::egress::rules::Rules,
+    /// The proxy's loopback port (the only one the child may connect to besides
+    /// `landlock.tcp_connect`).
+    pub port: u16,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Sandbox {
@@ -127,6 +142,17 @@ impl Sandbox {
     /// Reads, validates and compiles the policy at `path`. `workdir` is where the child
     /// starts (granted read-write when the policy sets `include_workdir`).
     pub fn prepare(path: &Path, workdir: &Path) -> Result<Sandbox, PolicyError> {
+        Sandbox::prepare_egress(path, workdir, 0)
+    }
+
+    /// [`Sandbox::prepare`] for a supervisor whose egress proxy listens on loopback
+    /// `proxy_port` (0: no proxy; then the child can make no TCP connection at all, except
+    /// to `landlock.tcp_connect`).
+    pub fn prepare_egress(
+        path: &Path,
+        workdir: &Path,
+        proxy_port: u16,
+    ) -> Result<Sandbox, PolicyError> {
         let started = Instant::now();
         let text = std::fs::read_to_string(path).map_err(|e| {
             PolicyError::file(
@@ -135,13 +161,17 @@ impl Sandbox {
             )
         })?;
         let policy = policy::parse(&text, path, workdir)?;
-        let mut sandbox = Sandbox::prepare_policy(path, policy)?;
+        let mut sandbox = Sandbox::prepare_policy(path, policy, proxy_port)?;
         sandbox.prepare_time = started.elapsed();
         Ok(sandbox)
     }
 
     /// Everything after parsing: identity, seccomp program, Landlock ruleset, drop plan.
-    fn prepare_policy(path: &Path, policy: policy::Policy) -> Result<Sandbox, PolicyError> {
+    fn prepare_policy(
+        path: &Path,
+        policy: policy::Policy,
+        proxy_port: u16,
+    ) -> Result<Sandbox, PolicyError> {
         let started = Instant::now();
         let passwd = read_db(path, identity::PASSWD)?;
         let groups = read_db(path, identity::GROUP)?;
@@ -156,14 +186,21 @@ impl Sandbox {
         }
         let seccomp = seccomp::compile(&policy.seccomp_allow, &policy.seccomp_deny)
             .map_err(|why| PolicyError::invalid(path, "seccomp", why))?;
-        let landlock = landlock::prepare(&policy, path)?;
+        let landlock = landlock::prepare(&policy, path, proxy_port)?;
         let privs = privdrop::Plan::new(&identity);
+        let egress = (!policy.network.is_empty()).then(|| Egress {
+            rules: policy.network.clone(),
+            port: proxy_port,
+            uid: identity.uid,
+            gid: identity.gid,
+        });
         Ok(Sandbox {
             policy_file: path.to_path_buf(),
             identity,
             privs,
             landlock,
             seccomp,
+            egress,
             prepare_time: started.elapsed(),
         })
     }
@@ -180,7 +217,57 @@ impl Sandbox {
             env.push(("USER", name.clone()));
             env.push(("LOGNAME", name.clone()));
         }
+        if let Some(e) = self.egress.as_ref().filter(|e| e.port != 0) {
+            let url = format!("http://127.0.0.1:{}", e.port);
+            for k in [
+                "HTTP_PROXY",
+                "HTTPS_PROXY",
+                "ALL_PROXY",
+                "http_proxy",
+                "https_proxy",
+                "all_proxy",
+            ] {
+                env.push((k, url.clone()));
+            }
+            // Loopback never goes through the proxy (it refuses it): say so to clients.
+            for k in ["NO_PROXY", "no_proxy"] {
+                env.push((k, "localhost,127.0.0.1,::1".into()));
+            }
+        }
         env
+    }
+
+    /// What the egress allow-list will and will not do, loudly where it falls short.
+    fn log_egress(&self) {
+        let cov = &self.landlock.coverage;
+        if !cov.net_handled.contains(::landlock::AccessNet::ConnectTcp) {
+            warn!(event = "egress.unenforced", kernel_abi = cov.kernel_abi,
+                "this kernel cannot restrict TCP connect (Landlock ABI < 4): the child can reach any host directly, \
+                 the egress allow-list is NOT enforced (best_effort)");
+        }
+        let Some(e) = &self.egress else {
+            info!(
+                event = "egress.none",
+                "the policy has no network_policies: the child has no network egress"
+            );
+            return;
+        };
+        for p in &e.rules.policies {
+            for (i, ep) in p.endpoints.iter().enumerate() {
+                if ep.unenforced.is_empty() {
+                    continue;
+                }
+                let ports: Vec<String> = ep.ports.iter().map(|p| p.to_string()).collect();
+                warn!(event = "egress.l7_unenforced", policy = %p.key, endpoint = i, host = ep.host.as_deref().unwrap_or(""),
+                    ports = %ports.join(","), unenforced = %ep.unenforced.join("; "),
+                    "best_effort: this endpoint's L7 rules are NOT enforced; only host, port and binary are");
+            }
+        }
+    }
+
+    /// The egress allow-list, when the policy allows any egress.
+    pub fn egress(&self) -> Option<&Egress> {
+        self.egress.as_ref()
     }
 
     /// Logs each policy path that did not exist when the ruleset was built.
@@ -221,10 +308,18 @@ impl Sandbox {
                 "the supervisor already runs as the policy's user: no uid/gid change"
             );
         }
+        self.log_egress();
         if !self.privs.drop_bounding {
             warn!(event = "enforce.bounding_kept", "no CAP_SETPCAP: the capability bounding set is not emptied (no_new_privs still blocks gaining capabilities)");
         }
     }
+}
+
+/// A seccomp program for the supervisor's own helper processes (the egress proxy): the
+/// child's default list with `allow` lifted and `deny` denied outright.
+pub fn helper_filter(allow: &[&str], deny: &[&str]) -> Result<seccomp::Filter, String> {
+    let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    seccomp::compile(&own(allow), &own(deny))
 }
 
 fn read_db(policy: &Path, db: &str) -> Result<String, PolicyError> {

@@ -25,6 +25,9 @@ struct RawPolicy {
     process: Option<RawProcess>,
     #[serde(default)]
     seccomp: RawSeccomp,
+    /// OpenShell's egress allow-list (INTERIM reader, see `egress::schema`).
+    network_policies:
+        Option<std::collections::BTreeMap<String, crate::egress::schema::RawNetworkPolicy>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +155,8 @@ pub struct Policy {
     pub group: Option<IdSpec>,
     pub seccomp_allow: Vec<String>,
     pub seccomp_deny: Vec<String>,
+    /// The compiled egress allow-list; empty means no egress at all (OpenShell semantics).
+    pub network: crate::egress::rules::Rules,
 }
 
 /// Parses and validates the policy text read from `file`. `workdir` is the child's working
@@ -251,6 +256,14 @@ fn validate(raw: RawPolicy, file: &Path, workdir: &Path) -> Result<Policy, Polic
 
     let sc = raw.seccomp;
     seccomp::check_names(&sc.allow, &sc.deny).map_err(|(field, reason)| bad(&field, reason))?;
+    let network = match &raw.network_policies {
+        Some(n) => crate::egress::schema::compile(
+            &crate::egress::schema::specs(n),
+            raw.landlock.compatibility,
+            file,
+        )?,
+        None => Default::default(),
+    };
 
     Ok(Policy {
         read_only,
@@ -262,6 +275,7 @@ fn validate(raw: RawPolicy, file: &Path, workdir: &Path) -> Result<Policy, Polic
         group: process.run_as_group,
         seccomp_allow: sc.allow,
         seccomp_deny: sc.deny,
+        network,
     })
 }
 
@@ -380,9 +394,22 @@ seccomp: {allow: [ptrace], deny: [memfd_create]}
 
     #[test]
     fn rejects_unknown_top_level_field() {
-        let e = err(&format!("{BASE}network_policies: {{}}\n"), None);
-        assert!(e.reason.contains("network_policies"), "{e}");
+        let e = err(&format!("{BASE}network_policy: {{}}\n"), None);
+        assert!(e.reason.contains("network_policy"), "{e}");
         assert!(e.reason.contains("line 11"), "{e}");
+    }
+
+    #[test]
+    fn network_policies_compile() {
+        let p = ok(&format!(
+            "{BASE}network_policies:\n  api:\n    endpoints: [{{host: api.example.com, port: 443}}]\n    binaries: [{{path: /usr/bin/curl}}]\n"
+        ));
+        assert_eq!(p.network.policies.len(), 1);
+        assert!(ok(BASE).network.is_empty(), "no section: no egress");
+        err(
+            &format!("{BASE}network_policies:\n  api:\n    endpoints: [{{host: api.example.com, port: 443, bogus: 1}}]\n    binaries: []\n"),
+            None,
+        );
     }
 
     #[test]

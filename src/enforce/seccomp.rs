@@ -72,8 +72,12 @@ pub const CONDITIONAL: &[(&str, &str)] = &[
     ("ioctl", "TIOCSTI, TIOCLINUX (low 32 bits of the request)"),
     (
         "socket",
-        "families other than AF_UNIX/AF_INET/AF_INET6; AF_NETLINK other than NETLINK_ROUTE",
+        "families other than AF_UNIX/AF_INET/AF_INET6; AF_NETLINK other than NETLINK_ROUTE; \
+         AF_INET/AF_INET6 other than plain TCP (UDP, ICMP, raw, SCTP, MPTCP: egress goes through the proxy)",
     ),
+    ("sendto", "MSG_FASTOPEN (a TCP Fast Open connect is not seen by Landlock)"),
+    ("sendmsg", "MSG_FASTOPEN (a TCP Fast Open connect is not seen by Landlock)"),
+    ("sendmmsg", "MSG_FASTOPEN (a TCP Fast Open connect is not seen by Landlock)"),
     ("socketpair", "families other than AF_UNIX/AF_INET/AF_INET6"),
     (
         "personality",
@@ -97,6 +101,9 @@ const NS_FLAGS: &[u64] = &[
 const CLONE_NEWTIME: u64 = 0x80;
 const TIOCSTI: u64 = 0x5412;
 const TIOCLINUX: u64 = 0x541C;
+/// `sendto`/`sendmsg` flag that connects an unconnected TCP socket with data (TCP Fast
+/// Open): the connect happens inside the send, where Landlock's connect hook never runs.
+const MSG_FASTOPEN: u64 = 0x2000_0000;
 const ALLOWED_FAMILIES: &[u64] = &[
     libc::AF_UNIX as u64,
     libc::AF_INET as u64,
@@ -216,7 +223,7 @@ fn conditional_rules(name: &str) -> Result<Vec<Rule>, String> {
         "socket" => {
             let mut families = ALLOWED_FAMILIES.to_vec();
             families.push(libc::AF_NETLINK as u64);
-            Ok(vec![
+            let mut rules = vec![
                 not_in(0, &families)?,
                 // getifaddrs needs NETLINK_ROUTE; the other netlink protocols reach audit,
                 // uevents, netfilter and more.
@@ -224,9 +231,43 @@ fn conditional_rules(name: &str) -> Result<Vec<Rule>, String> {
                     cond(0, Op::Eq, libc::AF_NETLINK as u64)?,
                     cond(2, Op::Ne, libc::NETLINK_ROUTE as u64)?,
                 ])?,
-            ])
+            ];
+            // IP sockets: only what Landlock's TCP rules and the egress proxy can see.
+            for family in [libc::AF_INET as u64, libc::AF_INET6 as u64] {
+                // Any type but SOCK_STREAM (1), whatever SOCK_NONBLOCK/SOCK_CLOEXEC add:
+                // 0, or a type with bit 1, 2 or 3 set (DGRAM, RAW, RDM, SEQPACKET, DCCP,
+                // PACKET all have one).
+                rules.push(rule(vec![
+                    cond(0, Op::Eq, family)?,
+                    cond(1, Op::MaskedEq(0xf), 0)?,
+                ])?);
+                for bit in [0x2u64, 0x4, 0x8] {
+                    rules.push(rule(vec![
+                        cond(0, Op::Eq, family)?,
+                        cond(1, Op::MaskedEq(bit), bit)?,
+                    ])?);
+                }
+                // A stream of another protocol (SCTP, MPTCP) is not TCP to Landlock.
+                rules.push(rule(vec![
+                    cond(0, Op::Eq, family)?,
+                    cond(2, Op::Ne, 0)?,
+                    cond(2, Op::Ne, libc::IPPROTO_TCP as u64)?,
+                ])?);
+            }
+            Ok(rules)
         }
         "socketpair" => Ok(vec![not_in(0, ALLOWED_FAMILIES)?]),
+        // Flags are arg 3 of sendto and sendmmsg, arg 2 of sendmsg.
+        "sendto" | "sendmmsg" => Ok(vec![rule(vec![cond(
+            3,
+            Op::MaskedEq(MSG_FASTOPEN),
+            MSG_FASTOPEN,
+        )?])?]),
+        "sendmsg" => Ok(vec![rule(vec![cond(
+            2,
+            Op::MaskedEq(MSG_FASTOPEN),
+            MSG_FASTOPEN,
+        )?])?]),
         "personality" => Ok(vec![not_in(0, HARMLESS_PERSONAS)?]),
         _ => unreachable!("{name} is not a conditional syscall"),
     }

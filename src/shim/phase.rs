@@ -239,6 +239,7 @@ mod tests {
                 signal: None,
                 duration_ms: None,
             },
+            egress: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod child;
 pub mod cli;
+mod egress;
 mod events;
 pub mod hook;
 mod report;
@@ -16,6 +17,13 @@ use tracing::{error, info, warn};
 
 /// Entry point of the `supervisor` binary; returns the process exit code.
 pub fn main() -> i32 {
+    // The egress proxy: the same binary in a hidden mode, started by the supervisor itself.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == crate::egress::process::MODE)
+    {
+        return crate::egress::process::main();
+    }
     let cli: Cli = match crate::cli_support::parse(ExitCode::help_table(), ExitCode::Usage.code()) {
         Ok(c) => c,
         Err(code) => return code,
@@ -78,6 +86,25 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
             return ExitCode::Internal.code();
         }
     };
+    // The egress proxy's listener is bound first: its port goes into the child's Landlock
+    // rules, and it stays ours across proxy restarts.
+    let egress_listener = if args.no_policy {
+        None
+    } else {
+        match egress::bind() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let msg = format!("cannot bind the egress proxy's loopback listener: {e}");
+                error!(event = "egress.failed", error = %msg, "egress cannot be provided");
+                report.phase(Phase::Failed, Some(Reason::EgressFailed), Some(msg));
+                return ExitCode::EgressFailed.code();
+            }
+        }
+    };
+    let proxy_port = egress_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port());
     // The policy is read and compiled before anything runs: a bad policy fails closed.
     let sandbox = if args.no_policy {
         warn!(
@@ -89,7 +116,7 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         // Paths the hook is about to create are not "missing" yet: report them only once
         // the sandbox is rebuilt after the hook (see `run`).
         let hook_will_run = !args.no_hook && args.hook.exists();
-        match prepare_sandbox(&args, &cwd) {
+        match prepare_sandbox(&args, &cwd, proxy_port) {
             Ok(s) => {
                 s.log_summary();
                 if !hook_will_run {
@@ -109,7 +136,10 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
             }
         }
     };
-    run::Supervisor::new(args, events, report, cwd, sandbox).run()
+    // No egress allowed: no proxy; the child's TCP connects are all refused by Landlock.
+    let egress_listener =
+        egress_listener.filter(|_| sandbox.as_ref().is_some_and(|s| s.egress().is_some()));
+    run::Supervisor::new(args, events, report, cwd, sandbox, egress_listener).run()
 }
 
 /// Why the sandbox could not be prepared, already logged.
@@ -123,8 +153,9 @@ pub(crate) struct PrepareError {
 pub(crate) fn prepare_sandbox(
     args: &cli::RunArgs,
     cwd: &std::path::Path,
+    proxy_port: u16,
 ) -> Result<crate::enforce::Sandbox, PrepareError> {
-    crate::enforce::Sandbox::prepare(&args.policy, cwd).map_err(|e| {
+    crate::enforce::Sandbox::prepare_egress(&args.policy, cwd, proxy_port).map_err(|e| {
         // A wrong policy is a config error; a kernel that cannot enforce a valid one
         // (hard_requirement) is an enforcement failure.
         let (event, reason, code) = match e.kind {

@@ -48,6 +48,7 @@ impl Reporter {
                 signal: None,
                 duration_ms: None,
             },
+            egress: None,
         };
         info!(event = "phase", phase = "Booting", "phase changed");
         Ok(Reporter { dir, status })

@@ -4,6 +4,7 @@
 
 use super::child::{self, SpawnError};
 use super::cli::{RestartPolicy, RunArgs};
+use super::egress::Egress;
 use super::events::Events;
 use super::hook::{self, Found, Lines};
 use super::report::Reporter;
@@ -47,11 +48,16 @@ pub struct Supervisor {
     watched_exit: Option<WaitStatus>,
     /// Where forwarded signals go: the hook's or the child's process group.
     forward_to: Option<Pid>,
+    /// The egress proxy's listener until the proxy is started, then the proxy.
+    egress_listener: Option<std::net::TcpListener>,
+    egress: Option<Egress>,
 }
 
 enum ChildEnd {
     Exited(WaitStatus, Duration),
     StopRequested,
+    /// The egress proxy cannot be kept running.
+    EgressFailed(String),
 }
 
 impl Supervisor {
@@ -61,6 +67,7 @@ impl Supervisor {
         report: Reporter,
         cwd: PathBuf,
         sandbox: Option<Sandbox>,
+        egress_listener: Option<std::net::TcpListener>,
     ) -> Supervisor {
         let restarts = Restarts::new(RestartConfig {
             policy: args.restart,
@@ -82,6 +89,8 @@ impl Supervisor {
             watched: None,
             watched_exit: None,
             forward_to: None,
+            egress_listener,
+            egress: None,
         }
     }
 
@@ -93,9 +102,15 @@ impl Supervisor {
         if let Err(code) = self.rebuild_sandbox_after_hook() {
             return code;
         }
+        if let Err(code) = self.start_egress() {
+            return code;
+        }
         loop {
             if self.stop.is_some() {
                 return self.finish_stopped();
+            }
+            if let Some(msg) = self.egress.as_mut().and_then(|e| e.fatal.take()) {
+                return self.fail(Reason::EgressFailed, msg, ExitCode::EgressFailed.code());
             }
             let (pid, started) = match self.spawn_child() {
                 Ok(v) => v,
@@ -103,6 +118,9 @@ impl Supervisor {
             };
             match self.supervise(pid, started) {
                 ChildEnd::StopRequested => return self.stop_child(pid),
+                ChildEnd::EgressFailed(msg) => {
+                    return self.fail(Reason::EgressFailed, msg, ExitCode::EgressFailed.code())
+                }
                 ChildEnd::Exited(status, uptime) => {
                     self.forward_to = None;
                     self.drain_group(pid, "child");
@@ -148,7 +166,17 @@ impl Supervisor {
         deadline: Option<Instant>,
         fds: &[std::os::fd::BorrowedFd<'_>],
     ) -> Vec<usize> {
-        let batch = match self.events.wait(deadline, fds) {
+        let egress_fd = self.egress.as_ref().and_then(|e| e.poll_fd());
+        let mut all = fds.to_vec();
+        all.extend(egress_fd);
+        let egress_at = self.egress.as_ref().and_then(|e| e.deadline());
+        let deadline = match (deadline, egress_at) {
+            (Some(d), Some(e)) => Some(d.min(e)),
+            (d, e) => d.or(e),
+        };
+        let batch = self.events.wait(deadline, &all);
+        drop(all);
+        let batch = match batch {
             Ok(b) => b,
             Err(e) => {
                 // poll/signalfd failing is not something we can wait out; avoid a hot loop.
@@ -157,9 +185,12 @@ impl Supervisor {
                 return Vec::new();
             }
         };
+        let mut egress_changed = false;
         for (pid, status) in batch.exited {
             if Some(pid) == self.watched {
                 self.watched_exit = Some(status);
+            } else if self.egress.as_mut().is_some_and(|e| e.on_exit(pid, status)) {
+                egress_changed = true;
             } else {
                 debug!(event = "reap.orphan", pid = pid.as_raw(), status = %describe(status), "reaped");
             }
@@ -203,7 +234,19 @@ impl Supervisor {
                 ),
             }
         }
-        batch.readable
+        let mut readable = batch.readable;
+        if let Some(e) = &mut self.egress {
+            if readable.contains(&fds.len()) {
+                egress_changed |= e.on_readable();
+            }
+            egress_changed |= e.tick(Instant::now());
+        }
+        readable.retain(|i| *i < fds.len());
+        if egress_changed {
+            self.report.status.egress = self.egress.as_ref().map(|e| e.info.clone());
+            self.report.write();
+        }
+        readable
     }
 
     /// Waits until `pid` has exited and its process group is empty, or `deadline`.
@@ -391,13 +434,62 @@ impl Supervisor {
         if self.sandbox.is_none() || self.report.status.hook.result != HookResult::Succeeded {
             return Ok(());
         }
-        match super::prepare_sandbox(&self.args, &self.cwd) {
+        let port = self
+            .egress_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(0, |a| a.port());
+        match super::prepare_sandbox(&self.args, &self.cwd, port) {
             Ok(s) => {
                 s.log_missing_paths();
                 self.sandbox = Some(Arc::new(s));
                 Ok(())
             }
             Err(e) => Err(self.fail(e.reason, e.message, e.code)),
+        }
+    }
+
+    // ----- egress proxy --------------------------------------------------------------
+
+    /// Starts the egress proxy before the first child and waits (through the event loop)
+    /// until it serves. A proxy that cannot be started fails the supervisor (exit 87).
+    fn start_egress(&mut self) -> Result<(), i32> {
+        let Some(listener) = self.egress_listener.take() else {
+            return Ok(());
+        };
+        let Some(plan) = self.sandbox.as_ref().and_then(|s| s.egress().cloned()) else {
+            return Ok(());
+        };
+        let started =
+            Egress::new(listener, &plan, &self.args.log).and_then(|mut e| e.start().map(|()| e));
+        let egress = match started {
+            Ok(e) => e,
+            Err(msg) => {
+                error!(event = "egress.failed", error = %msg, "egress cannot be provided");
+                return Err(self.fail(Reason::EgressFailed, msg, ExitCode::EgressFailed.code()));
+            }
+        };
+        self.report.status.egress = Some(egress.info.clone());
+        self.egress = Some(egress);
+        loop {
+            if self.stop.is_some() {
+                return Err(self.finish_stopped());
+            }
+            let Some(e) = &self.egress else { return Ok(()) };
+            if e.is_up() {
+                return Ok(());
+            }
+            // The first start gets no second chance: a proxy that cannot start now will
+            // not start later either, and the child must not run without its egress.
+            if e.info.last_exit.is_some() {
+                let msg = format!(
+                    "the egress proxy exited before it was ready ({:?}); see its egress.* events in the log",
+                    e.info.last_exit
+                );
+                error!(event = "egress.failed", error = %msg, "egress cannot be provided");
+                return Err(self.fail(Reason::EgressFailed, msg, ExitCode::EgressFailed.code()));
+            }
+            self.wait(None, &[]);
         }
     }
 
@@ -463,12 +555,21 @@ impl Supervisor {
             if self.stop.is_some() {
                 return ChildEnd::StopRequested;
             }
+            if let Some(msg) = self.egress.as_mut().and_then(|e| e.fatal.take()) {
+                return ChildEnd::EgressFailed(msg);
+            }
+            // Ready needs the egress proxy up: without it the child has no network.
+            let egress_up = self.egress.as_ref().is_none_or(|e| e.is_up());
+            if self.report.status.phase == Phase::Ready && !egress_up {
+                let msg = "the egress proxy is down and being restarted".to_owned();
+                self.report.phase(Phase::Starting, None, Some(msg));
+            }
             let starting = self.report.status.phase == Phase::Starting;
-            if starting && Instant::now() >= ready_at {
+            if starting && egress_up && Instant::now() >= ready_at {
                 self.report.phase(Phase::Ready, None, None);
                 continue;
             }
-            self.wait(starting.then_some(ready_at), &[]);
+            self.wait((starting && egress_up).then_some(ready_at), &[]);
         }
     }
 
@@ -556,6 +657,10 @@ impl Supervisor {
     /// Descendants outside the child's group (daemons that called setsid) would otherwise
     /// outlive us, or as PID 1 be killed unreaped by the kernel.
     fn reap_descendants(&mut self) {
+        if let Some(e) = &mut self.egress {
+            e.shutdown();
+            self.report.status.egress = Some(e.info.clone());
+        }
         let deadline = after(KILL_WAIT);
         loop {
             let left = tree::descendants();

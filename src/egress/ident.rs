@@ -1,0 +1,194 @@
+//! Who is on the other end of a proxy connection: the socket's inode from
+//! `/proc/net/tcp{,6}`, the processes whose fd table holds it, their executables and their
+//! ancestors' (`/proc/PID/exe`, `/proc/PID/stat`).
+//!
+//! Reading another process's `/proc/PID/fd` and `exe` is a ptrace-mode access: it needs the
+//! same uid (and a dumpable target) or CAP_SYS_PTRACE, which docker and podman drop by
+//! default; and a Landlock-confined reader is refused for any process outside its own
+//! domain. So this runs in a helper process of its own: the agent's uid, no capabilities,
+//! not dumpable, seccomp-confined, no network, not Landlocked; it reads /proc and answers
+//! the proxy over a socketpair. The proxy, which parses untrusted traffic, keeps a different
+//! uid and an empty filesystem view. See README "Egress".
+
+use super::rules::{Caller, CallerProcess};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::net::UnixStream;
+
+/// Ancestors followed at most (a fork bomb's chain is not worth walking).
+const MAX_DEPTH: usize = 64;
+
+/// One lookup: `client` is the peer address the proxy accepted, `proxy` its own address.
+pub fn lookup(client: SocketAddr, proxy: SocketAddr, stop_at: u32) -> Caller {
+    let Some(inode) = socket_inode(client, proxy) else {
+        return Caller::default();
+    };
+    let target = format!("socket:[{inode}]");
+    let mut processes = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Caller::default();
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Unreadable (another uid): not ours to attribute, and never the agent's.
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str())
+        });
+        if !holds {
+            continue;
+        }
+        let Some(exe) = exe_of(pid) else { continue };
+        processes.push(CallerProcess {
+            pid,
+            exe,
+            ancestors: ancestors(pid, stop_at),
+        });
+    }
+    Caller { processes }
+}
+
+fn exe_of(pid: u32) -> Option<String> {
+    let l = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(l.to_string_lossy().into_owned())
+}
+
+/// Executables of the parent chain, nearest first, up to (not including) `stop_at` (the
+/// supervisor) or the first process we cannot read.
+fn ancestors(pid: u32, stop_at: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = pid;
+    while out.len() < MAX_DEPTH {
+        let Some(pp) = ppid(p) else { break };
+        if pp <= 1 || pp == stop_at {
+            break;
+        }
+        let Some(exe) = exe_of(pp) else { break };
+        out.push(exe);
+        p = pp;
+    }
+    out
+}
+
+fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name may hold spaces and parentheses: fields start after the last ')'.
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
+/// The inode of the client's socket: local address `client`, remote `proxy`.
+fn socket_inode(client: SocketAddr, proxy: SocketAddr) -> Option<u64> {
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        if let Some(i) = find_inode(&text, client, proxy) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+pub fn find_inode(table: &str, client: SocketAddr, proxy: SocketAddr) -> Option<u64> {
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 {
+            continue;
+        }
+        if parse_addr(f[1]) == Some(client) && parse_addr(f[2]) == Some(proxy) {
+            let inode: u64 = f[9].parse().ok()?;
+            return (inode != 0).then_some(inode);
+        }
+    }
+    None
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits (IPv6, four host-order words) and a port.
+fn parse_addr(s: &str) -> Option<SocketAddr> {
+    let (a, p) = s.split_once(':')?;
+    let port = u16::from_str_radix(p, 16).ok()?;
+    let ip = match a.len() {
+        8 => IpAddr::from(u32::from_str_radix(a, 16).ok()?.to_ne_bytes()),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                let w = u32::from_str_radix(&a[i * 8..i * 8 + 8], 16).ok()?;
+                b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            super::cidr::canonical(IpAddr::from(b))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The helper's loop: one request line (`CLIENT PROXY`) in, one JSON [`Caller`] line out,
+/// until the proxy closes its end.
+pub fn serve(sock: UnixStream, stop_at: u32) {
+    let Ok(write) = sock.try_clone() else { return };
+    let mut write = write;
+    let mut reader = BufReader::new(sock);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match Read::by_ref(&mut reader).take(256).read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut words = line.split_whitespace().map(|w| w.parse::<SocketAddr>());
+        let caller = match (words.next(), words.next()) {
+            (Some(Ok(c)), Some(Ok(p))) => lookup(c, p, stop_at),
+            _ => Caller::default(),
+        };
+        let mut out = serde_json::to_vec(&caller).unwrap_or_else(|_| b"{}".to_vec());
+        out.push(b'\n');
+        if write.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_tcp_lines() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+   0: 0100007F:D431 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 424242 1 0000000000000000 20 4 30 10 -1\n";
+        let c: SocketAddr = "127.0.0.1:54321".parse().unwrap();
+        let p: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(find_inode(t, c, p), Some(424242));
+        assert_eq!(find_inode(t, p, c), None);
+        let t6 = "header\n 0: 0000000000000000FFFF00000100007F:D431 0000000000000000FFFF00000100007F:1F90 01 0:0 0:0 0 1000 0 777 1\n";
+        assert_eq!(
+            find_inode(t6, c, p),
+            Some(777),
+            "a v4-mapped client socket counts"
+        );
+    }
+
+    #[test]
+    fn finds_our_own_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (_a, peer) = l.accept().unwrap();
+        let caller = lookup(peer, l.local_addr().unwrap(), 0);
+        let me = std::process::id();
+        let p = caller
+            .processes
+            .iter()
+            .find(|p| p.pid == me)
+            .expect("this process holds the socket");
+        assert_eq!(p.exe, std::env::current_exe().unwrap().to_string_lossy());
+        drop(s);
+    }
+}
