@@ -9,3 +9,4 @@ pub mod log;
 pub mod safe_fs;
 pub mod shim;
 pub mod supervisor;
+pub mod yaml;

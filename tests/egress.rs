@@ -181,7 +181,7 @@ impl Lab {
     }
 
     /// Runs `f` inside the host namespace and returns its result.
-    fn from_host<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+    fn on_host<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         let path = format!("/run/netns/{}", self.host);
         std::thread::spawn(move || {
             let fd = fs::File::open(&path).unwrap();
@@ -735,7 +735,7 @@ fn the_agent_can_serve_its_own_port() {
         running.out().iter().any(|v| v["op"] == "serving")
     });
     // A peer on the lab's network connects in and is answered.
-    let got = lab.from_host(move || {
+    let got = lab.on_host(move || {
         let mut s = TcpStream::connect_timeout(
             &format!("{CLIENT_IP}:{port}").parse().unwrap(),
             Duration::from_secs(5),

@@ -123,7 +123,7 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
                 let w = u32::from_str_radix(&a[i * 8..i * 8 + 8], 16).ok()?;
                 b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
             }
-            super::cidr::canonical(IpAddr::from(b))
+            super::addr::canonical(IpAddr::from(b))
         }
         _ => return None,
     };

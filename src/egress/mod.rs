@@ -5,14 +5,14 @@
 //! under the supervisor, admits `CONNECT host:port` and absolute-URI HTTP requests that the
 //! policy's `network_policies` list for the calling binary, resolving names itself.
 //!
-//! - [`rules`]: the compiled allow-list and its decisions; [`schema`]: from the policy file;
+//! - [`rules`]: the compiled allow-list and its decisions; [`schema`]: from the policy's
+//!   `network_policies`; [`addr`]: address classes;
 //! - [`proxy`], [`http`], [`resolve`]: the proxy's network side;
 //! - [`ident`]: which binary is behind a connection; [`process`]: the proxy process itself;
 //! - the supervisor side (listener, start, restart, status) is `supervisor::egress`.
 
-pub mod cidr;
+pub mod addr;
 pub mod config;
-pub mod glob;
 pub mod http;
 pub mod ident;
 pub mod process;

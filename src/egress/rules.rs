@@ -7,8 +7,8 @@
 //! passes that endpoint's address rule. Policies are tried in key order, so the logged key
 //! is deterministic (the smallest matching one, like OpenShell's).
 
-use super::cidr::{self, Cidr};
-use super::glob::{self, Glob};
+use super::addr;
+use crate::enforce::policy::network::{host_matches, path_matches, Cidr};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -64,7 +64,7 @@ impl Host {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(s);
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return Ok(Host::Ip(cidr::canonical(ip)));
+            return Ok(Host::Ip(addr::canonical(ip)));
         }
         let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
         let valid_label = |l: &str| {
@@ -210,7 +210,7 @@ impl Endpoint {
         let rule = match (&self.host, host) {
             (None, _) => AddressRule::AllowedIps(self.allowed_ips.clone()),
             (Some(pat), Host::Ip(ip)) => {
-                let lit = pat.parse::<IpAddr>().ok().map(cidr::canonical)?;
+                let lit = pat.parse::<IpAddr>().ok().map(addr::canonical)?;
                 if lit != *ip {
                     return None;
                 }
@@ -220,9 +220,8 @@ impl Endpoint {
                 if pat.parse::<IpAddr>().is_ok() {
                     return None;
                 }
-                if glob::has_meta(pat) {
-                    let g = Glob::new(pat, b'.').ok()?;
-                    if !g.matches(name.as_bytes()) {
+                if pat.contains('*') {
+                    if !host_matches(pat, name) {
                         return None;
                     }
                     AddressRule::PublicOnly
@@ -256,24 +255,21 @@ fn binaries_allow(patterns: &[String], caller: &Caller) -> bool {
         })
 }
 
+/// A `binaries[].path` against an executable path (an exact path matches itself only).
 pub fn binary_matches(pattern: &str, path: &str) -> bool {
-    if glob::has_meta(pattern) {
-        Glob::new(pattern, b'/').is_ok_and(|g| g.matches(path.as_bytes()))
-    } else {
-        pattern == path
-    }
+    path_matches(pattern, path)
 }
 
 impl AddressRule {
     /// Checks one resolved address; Err is the reason it is refused.
     pub fn check(&self, host: &str, port: u16, ip: IpAddr) -> Result<(), String> {
-        let ip = cidr::canonical(ip);
+        let ip = addr::canonical(ip);
         if !matches!(self, AddressRule::PublicOnly) && CONTROL_PLANE_PORTS.contains(&port) {
             return Err(format!(
                 "port {port} is a cluster control-plane port; it is never reachable"
             ));
         }
-        if cidr::always_blocked(ip) {
+        if addr::always_blocked(ip) {
             return Err(format!("{host} resolves to {ip}, a loopback/link-local/unspecified address, which is never reachable"));
         }
         match self {
@@ -281,7 +277,7 @@ impl AddressRule {
                 Err(format!("{host} resolves to {ip}, which is not in allowed_ips"))
             }
             AddressRule::Literal(want) if *want != ip => Err(format!("{host} is not {want}")),
-            AddressRule::PublicOnly if cidr::internal(ip) => Err(format!(
+            AddressRule::PublicOnly if addr::internal(ip) => Err(format!(
                 "{host} resolves to the internal address {ip}; a wildcard host needs allowed_ips for it"
             )),
             _ => Ok(()),

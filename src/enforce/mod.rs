@@ -20,7 +20,9 @@ mod check;
 mod error;
 mod identity;
 mod landlock;
-mod policy;
+mod paths;
+pub mod policy;
+mod policy_file;
 mod privdrop;
 mod report;
 mod seccomp;
@@ -33,7 +35,6 @@ pub use check::check_command;
 pub use error::{ErrorKind, PolicyError};
 pub use policy::Compatibility;
 pub use report::{ReportPipe, Sender};
-pub use seccomp::Filter as SeccompFilter;
 pub use stage::{Failure, Stage};
 
 use std::io;
@@ -46,6 +47,8 @@ use tracing::{info, warn};
 pub struct Sandbox {
     policy_file: PathBuf,
     identity: identity::Identity,
+    id_source: identity::Source,
+    notes: Vec<policy::Note>,
     privs: privdrop::Plan,
     landlock: landlock::Domain,
     seccomp: seccomp::Filter,
@@ -154,12 +157,8 @@ impl Sandbox {
         proxy_port: u16,
     ) -> Result<Sandbox, PolicyError> {
         let started = Instant::now();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            PolicyError::file(
-                path,
-                format!("cannot read the policy: {e}; pass --policy PATH, or --no-policy to run unconfined"),
-            )
-        })?;
+        // SAFETY: geteuid has no failure mode.
+        let text = policy_file::read(path, unsafe { libc::geteuid() } == 0)?;
         let policy = policy::parse(&text, path, workdir)?;
         let mut sandbox = Sandbox::prepare_policy(path, policy, proxy_port)?;
         sandbox.prepare_time = started.elapsed();
@@ -173,10 +172,31 @@ impl Sandbox {
         proxy_port: u16,
     ) -> Result<Sandbox, PolicyError> {
         let started = Instant::now();
+        // What the policy itself asks that we cannot do (L7 rules under hard_requirement)
+        // is said before what this kernel cannot do.
+        let rules =
+            crate::egress::schema::compile(&policy.network_policies, policy.compatibility, path)?;
         let passwd = read_db(path, identity::PASSWD)?;
         let groups = read_db(path, identity::GROUP)?;
-        let identity = identity::resolve(&policy.user, policy.group.as_ref(), &passwd, &groups)
-            .map_err(|(field, why)| PolicyError::invalid(path, field, why))?;
+        // SAFETY: geteuid/getegid have no failure mode.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (user, group, id_source) =
+            identity::choose(policy.user.as_ref(), policy.group.as_ref(), euid, egid);
+        let identity = identity::resolve(&user, group.as_ref(), &passwd, &groups).map_err(
+            |(field, why)| match id_source {
+                identity::Source::Policy => PolicyError::invalid(path, field, why),
+                _ => PolicyError::invalid(
+                    path,
+                    "process",
+                    format!(
+                        "no process.run_as_user, so the child would run as {user}:{} ({}): {why}; \
+                         create that user in the image or set process.run_as_user",
+                        group.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        id_source.as_str()
+                    ),
+                ),
+            },
+        )?;
         if !seccomp::available() {
             return Err(PolicyError::unenforceable(
                 path,
@@ -188,8 +208,8 @@ impl Sandbox {
             .map_err(|why| PolicyError::invalid(path, "seccomp", why))?;
         let landlock = landlock::prepare(&policy, path, proxy_port)?;
         let privs = privdrop::Plan::new(&identity);
-        let egress = (!policy.network.is_empty()).then(|| Egress {
-            rules: policy.network.clone(),
+        let egress = (!rules.is_empty()).then_some(Egress {
+            rules,
             port: proxy_port,
             uid: identity.uid,
             gid: identity.gid,
@@ -197,6 +217,8 @@ impl Sandbox {
         Ok(Sandbox {
             policy_file: path.to_path_buf(),
             identity,
+            id_source,
+            notes: policy.notes.clone(),
             privs,
             landlock,
             seccomp,
@@ -270,11 +292,28 @@ impl Sandbox {
         self.egress.as_ref()
     }
 
-    /// Logs each policy path that did not exist when the ruleset was built.
-    pub fn log_missing_paths(&self) {
-        for p in &self.landlock.coverage.missing_paths {
-            warn!(event = "landlock.path_missing", path = %p.display(), "policy path does not exist; it grants nothing");
+    /// Once the filesystem is as the child will find it (after the hook): logs each policy
+    /// path that does not exist, or, under `hard_requirement`, refuses to start over it, as
+    /// OpenShell does.
+    pub fn check_missing_paths(&self) -> Result<(), PolicyError> {
+        let cov = &self.landlock.coverage;
+        if cov.compatibility == policy::Compatibility::HardRequirement {
+            if let Some((field, p)) = cov.missing_paths.first() {
+                return Err(PolicyError::unenforceable(
+                    &self.policy_file,
+                    Some(field),
+                    format!(
+                        "{} does not exist; hard_requirement refuses to start without every \
+                         listed path (create it in the image or the hook, or use best_effort)",
+                        p.display()
+                    ),
+                ));
+            }
         }
+        for (field, p) in &cov.missing_paths {
+            warn!(event = "landlock.path_missing", path = %p.display(), field = %field, "policy path does not exist; it grants nothing");
+        }
+        Ok(())
     }
 
     /// Logs what the child will get, and every gap, once at start-up.
@@ -295,6 +334,23 @@ impl Sandbox {
             prepare_us = self.prepare_time.as_micros() as u64,
             "sandbox prepared for the child"
         );
+        info!(
+            event = "enforce.identity",
+            uid = self.identity.uid,
+            gid = self.identity.gid,
+            user = self.identity.user_name.as_deref().unwrap_or(""),
+            group = self.identity.group_name.as_deref().unwrap_or(""),
+            source = self.id_source.as_str(),
+            reason = self.id_source.why(),
+            "the child's identity"
+        );
+        for (field, p, why) in &cov.skipped_paths {
+            warn!(event = "landlock.path_skipped", path = %p.display(), field = %field, error = %why,
+                "policy path grants nothing");
+        }
+        for n in &self.notes {
+            warn!(event = "policy.note", field = %n.field, note = %n.message, "policy remark");
+        }
         if cov.kernel_abi == 0 {
             warn!(event = "landlock.unsupported", "this kernel has no Landlock: the child's filesystem access is NOT confined (best_effort)");
         } else if !cov.unenforced.is_empty() {
@@ -315,11 +371,21 @@ impl Sandbox {
     }
 }
 
-/// A seccomp program for the supervisor's own helper processes (the egress proxy): the
-/// child's default list with `allow` lifted and `deny` denied outright.
-pub fn helper_filter(allow: &[&str], deny: &[&str]) -> Result<seccomp::Filter, String> {
+/// A seccomp program for the supervisor's own helper processes (the egress proxy).
+#[derive(Debug)]
+pub struct HelperFilter(seccomp::Filter);
+
+impl HelperFilter {
+    /// Installs it on the calling thread (needs no_new_privs).
+    pub fn install(&self) -> Result<(), Failure> {
+        self.0.install()
+    }
+}
+
+/// The child's default deny list with `allow` lifted and `deny` denied outright.
+pub fn helper_filter(allow: &[&str], deny: &[&str]) -> Result<HelperFilter, String> {
     let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    seccomp::compile(&own(allow), &own(deny))
+    seccomp::compile(&own(allow), &own(deny)).map(HelperFilter)
 }
 
 fn read_db(policy: &Path, db: &str) -> Result<String, PolicyError> {

@@ -116,14 +116,15 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         // Paths the hook is about to create are not "missing" yet: report them only once
         // the sandbox is rebuilt after the hook (see `run`).
         let hook_will_run = !args.no_hook && args.hook.exists();
-        match prepare_sandbox(&args, &cwd, proxy_port) {
-            Ok(s) => {
-                s.log_summary();
-                if !hook_will_run {
-                    s.log_missing_paths();
-                }
-                Some(s)
+        let prepared = prepare_sandbox(&args, &cwd, proxy_port).and_then(|s| {
+            s.log_summary();
+            if !hook_will_run {
+                s.check_missing_paths().map_err(|e| refused(&args, e))?;
             }
+            Ok(s)
+        });
+        match prepared {
+            Ok(s) => Some(s),
             Err(e) => {
                 report.phase(Phase::Failed, Some(e.reason), Some(e.message));
                 info!(
@@ -155,12 +156,21 @@ pub(crate) fn prepare_sandbox(
     cwd: &std::path::Path,
     proxy_port: u16,
 ) -> Result<crate::enforce::Sandbox, PrepareError> {
-    crate::enforce::Sandbox::prepare_egress(&args.policy, cwd, proxy_port).map_err(|e| {
+    crate::enforce::Sandbox::prepare_egress(&args.policy, cwd, proxy_port)
+        .map_err(|e| refused(args, e))
+}
+
+/// Logs a refused policy with its event and says how the supervisor exits.
+pub(crate) fn refused(args: &cli::RunArgs, e: crate::enforce::PolicyError) -> PrepareError {
+    {
         // A wrong policy is a config error; a kernel that cannot enforce a valid one
         // (hard_requirement) is an enforcement failure.
         let (event, reason, code) = match e.kind {
             crate::enforce::ErrorKind::Invalid => {
                 ("policy.invalid", Reason::ConfigInvalid, ExitCode::Config)
+            }
+            crate::enforce::ErrorKind::Untrusted => {
+                ("policy.untrusted", Reason::ConfigInvalid, ExitCode::Config)
             }
             crate::enforce::ErrorKind::Unenforceable => (
                 "enforce.unsupported",
@@ -175,5 +185,5 @@ pub(crate) fn prepare_sandbox(
             message: e.to_string(),
             code: code.code(),
         }
-    })
+    }
 }

@@ -439,9 +439,13 @@ impl Supervisor {
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map_or(0, |a| a.port());
-        match super::prepare_sandbox(&self.args, &self.cwd, port) {
+        let prepared = super::prepare_sandbox(&self.args, &self.cwd, port).and_then(|s| {
+            s.check_missing_paths()
+                .map_err(|e| super::refused(&self.args, e))?;
+            Ok(s)
+        });
+        match prepared {
             Ok(s) => {
-                s.log_missing_paths();
                 self.sandbox = Some(Arc::new(s));
                 Ok(())
             }

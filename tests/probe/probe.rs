@@ -6,7 +6,9 @@
 //! `ids`, `status`, `fds`, `kill-parent`, `tcp-bind:PORT`, `tcp-connect:PORT`,
 //! `abstract-connect:NAME`, `syscalls` (the whole battery), `crash-once:MARKER` (exit 3
 //! the first time, creating MARKER; carry on when it exists), `parent-status`,
-//! `sleep:MS`; for measurements only: `bench:N` (ns per syscall), `seccomp:SRC` (enter a
+//! `sleep:MS`, `plant:PATH=TARGET` (replaces PATH, a file or a whole tree, by a symlink to
+//! TARGET: what a hostile workload does to a policy path inside its workspace between two
+//! runs); for measurements only: `bench:N` (ns per syscall), `seccomp:SRC` (enter a
 //! seccomp program: `ours`, the supervisor's default one, or a file of raw
 //! `struct sock_filter`), `seccomp-load:SRC:N` (its load time, in N forked children).
 
@@ -98,6 +100,7 @@ fn main() {
             "tcp-connect" => line("tcp-connect", tcp(val, false)),
             "abstract-connect" => line("abstract-connect", abstract_connect(val)),
             "syscalls" => syscalls(),
+            "plant" => line("plant", plant(val)),
             "crash-once" => {
                 if std::fs::metadata(val).is_err() {
                     let created = std::fs::write(val, b"1").is_ok();
@@ -112,6 +115,20 @@ fn main() {
                 std::process::exit(2);
             }
         }
+    }
+}
+
+fn plant(spec: &str) -> i32 {
+    let (path, target) = spec.split_once('=').expect("plant:PATH=TARGET");
+    let gone = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+    let r = gone.and_then(|()| std::os::unix::fs::symlink(target, path));
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
     }
 }
 
