@@ -203,13 +203,15 @@ enum Acc {
 
 /// A condition lowered to one jump: the condition holds when the jump is taken, or, with
 /// `negate`, when it is not. `mask`: an `and` first (which changes the accumulator).
-#[derive(Clone, Copy, Debug)]
+/// `load`: whether the argument must be loaded first (set by [`Expr::plan_loads`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Check {
     arg: u8,
     mask: Option<u32>,
     code: u16,
     k: u32,
     negate: bool,
+    load: bool,
 }
 
 fn lower(c: &Cond) -> Check {
@@ -241,62 +243,124 @@ fn lower(c: &Cond) -> Check {
         code,
         k,
         negate,
+        load: true,
     }
 }
 
-/// Lowers the rules, and merges every rule that is a single "this bit is set" test on the
-/// same argument into one `jset` of all the bits (any of them set ⇔ some rule holds).
-fn lower_rules(rules: &[Rule]) -> Vec<Vec<Check>> {
-    let mut out: Vec<Vec<Check>> = Vec::new();
-    for r in rules {
-        let checks: Vec<Check> = r.0.iter().map(lower).collect();
-        if let [c] = checks[..] {
-            if c.code == JSET_K && !c.negate && c.mask.is_none() {
-                let same = out.iter_mut().find(|o| {
-                    matches!(o[..], [p] if p.code == JSET_K && !p.negate && p.mask.is_none() && p.arg == c.arg)
-                });
-                if let Some(o) = same {
-                    o[0].k |= c.k;
-                    continue;
-                }
+/// The rules of a syscall as a tree of checks: `Any` holds when one of its parts does,
+/// `All` when every part does. Parts are tried in order and a failing part falls through
+/// to the next alternative, so the tree is also the program's shape.
+#[derive(Clone, Debug)]
+enum Expr {
+    Check(Check),
+    All(Vec<Expr>),
+    Any(Vec<Expr>),
+}
+
+/// A single positive flag test: rules made of one such test on the same argument merge
+/// into one `jset` of all their bits (any bit set ⇔ some rule holds).
+fn flag_test(rule: &[Check]) -> Option<(u8, u32)> {
+    match rule {
+        [c] if c.code == JSET_K && !c.negate && c.mask.is_none() => Some((c.arg, c.k)),
+        _ => None,
+    }
+}
+
+/// Any of `rules` (each: all of its checks), factored: flag tests merged, and rules that
+/// start with the same check share it (`c ∧ x ∨ c ∧ y` = `c ∧ (x ∨ y)`; the order of the
+/// alternatives does not matter, they have no side effects).
+fn factor(rules: Vec<Vec<Check>>) -> Expr {
+    let mut merged: Vec<Vec<Check>> = Vec::new();
+    for rule in rules {
+        if let Some((arg, bits)) = flag_test(&rule) {
+            if let Some(m) = merged
+                .iter_mut()
+                .find(|m| flag_test(m).is_some_and(|(a, _)| a == arg))
+            {
+                m[0].k |= bits;
+                continue;
             }
         }
-        out.push(checks);
+        merged.push(rule);
     }
-    out
+    // Group by first check, in order of first appearance.
+    let mut groups: Vec<(Check, Vec<Vec<Check>>)> = Vec::new();
+    for rule in merged {
+        let (first, rest) = (rule[0], rule[1..].to_vec());
+        match groups.iter_mut().find(|(c, _)| *c == first) {
+            Some((_, rests)) => rests.push(rest),
+            None => groups.push((first, vec![rest])),
+        }
+    }
+    let mut any: Vec<Expr> = groups
+        .into_iter()
+        .map(|(first, rests)| {
+            if rests.iter().any(|r| r.is_empty()) {
+                // One of the rules is this check alone: the others add nothing.
+                Expr::Check(first)
+            } else {
+                Expr::All(vec![Expr::Check(first), factor(rests)])
+            }
+        })
+        .collect();
+    if any.len() == 1 {
+        any.remove(0)
+    } else {
+        Expr::Any(any)
+    }
 }
 
-/// For each check, whether it must load its argument: not when every path into it leaves
-/// that argument in the accumulator. A rule is entered from the leaf's start (the syscall
-/// number loaded) or from any failing check of the rule before it.
-fn loads_needed(rules: &[Vec<Check>]) -> Vec<Vec<bool>> {
-    let mut entry = Acc::Nr;
-    rules
-        .iter()
-        .map(|rule| {
-            let mut acc = entry;
-            let mut on_failure: Option<Acc> = None;
-            let needed = rule
-                .iter()
-                .map(|c| {
-                    let load = acc != Acc::Arg(c.arg);
-                    acc = if c.mask.is_some() {
-                        Acc::Unknown
-                    } else {
-                        Acc::Arg(c.arg)
-                    };
-                    on_failure = match on_failure {
-                        None => Some(acc),
-                        Some(a) if a == acc => Some(a),
-                        Some(_) => Some(Acc::Unknown),
-                    };
-                    load
-                })
-                .collect();
-            entry = on_failure.unwrap_or(Acc::Unknown);
-            needed
-        })
-        .collect()
+/// What the accumulator holds after several paths meet.
+fn meet(states: impl IntoIterator<Item = Acc>) -> Acc {
+    let mut it = states.into_iter();
+    let first = it.next().unwrap_or(Acc::Unknown);
+    if it.all(|s| s == first) {
+        first
+    } else {
+        Acc::Unknown
+    }
+}
+
+impl Expr {
+    /// Sets each check's `load`: not when every path into it leaves that argument in the
+    /// accumulator. `entry`: what it holds on entry; returns what it holds on the true and
+    /// the false exit.
+    fn plan_loads(&mut self, entry: Acc) -> (Acc, Acc) {
+        match self {
+            Expr::Check(c) => {
+                c.load = entry != Acc::Arg(c.arg);
+                let after = if c.mask.is_some() {
+                    Acc::Unknown
+                } else {
+                    Acc::Arg(c.arg)
+                };
+                (after, after)
+            }
+            // A part is entered from the previous part's true exit; any part's false exit
+            // leaves the whole.
+            Expr::All(parts) => {
+                let mut acc = entry;
+                let mut falses = Vec::new();
+                for p in parts {
+                    let (t, f) = p.plan_loads(acc);
+                    falses.push(f);
+                    acc = t;
+                }
+                (acc, meet(falses))
+            }
+            // An alternative is entered from the previous one's false exit.
+            Expr::Any(parts) => {
+                let mut acc = entry;
+                let mut trues = Vec::new();
+                for p in parts {
+                    let (t, f) = p.plan_loads(acc);
+                    trues.push(t);
+                    acc = f;
+                }
+                (meet(trues), acc)
+            }
+        }
+    }
 }
 
 /// How many plain ranges a range with conditions weighs in the search tree.
@@ -423,26 +487,36 @@ impl Asm {
     }
 
     fn rules(&mut self, rules: &[Rule], on_match: u32, otherwise: u32) -> usize {
-        let rules = lower_rules(rules);
-        let loads = loads_needed(&rules);
-        let mut next = self.ret(otherwise);
-        for (rule, loads) in rules.iter().zip(&loads).rev() {
-            // Where the rule's remaining checks start; all passed: on_match.
-            let mut rest = self.ret(on_match);
-            for (c, load) in rule.iter().zip(loads).rev() {
-                let (t, f) = if c.negate { (next, rest) } else { (rest, next) };
-                let mut l = self.jump(c.code, c.k, t, f);
+        let mut expr = factor(
+            rules
+                .iter()
+                .map(|r| r.0.iter().map(lower).collect())
+                .collect(),
+        );
+        // The leaf is entered from the search tree, with the syscall number loaded.
+        expr.plan_loads(Acc::Nr);
+        let otherwise = self.ret(otherwise);
+        let on_match = self.ret(on_match);
+        self.expr(&expr, on_match, otherwise)
+    }
+
+    /// `e`'s code: to `t` when it holds, else to `f`. Returns its start.
+    fn expr(&mut self, e: &Expr, t: usize, f: usize) -> usize {
+        match e {
+            Expr::Check(c) => {
+                let (jt, jf) = if c.negate { (f, t) } else { (t, f) };
+                let mut l = self.jump(c.code, c.k, jt, jf);
                 if let Some(m) = c.mask {
                     l = self.emit(stmt(ALU_AND_K, m));
                 }
-                if *load {
+                if c.load {
                     l = self.emit(stmt(LD_W_ABS, offset_arg_low(c.arg)));
                 }
-                rest = l;
+                l
             }
-            next = rest;
+            Expr::All(parts) => parts.iter().rev().fold(t, |next, p| self.expr(p, next, f)),
+            Expr::Any(parts) => parts.iter().rev().fold(f, |next, p| self.expr(p, t, next)),
         }
-        next
     }
 
     fn finish(mut self) -> Vec<Insn> {
@@ -538,20 +612,30 @@ mod tests {
                 Some((_, _, Leaf::Rules { rules, .. })) => rules,
                 _ => &[],
             };
-            let mut argv: Vec<[u64; 6]> = vec![[0; 6], [u64::MAX; 6]];
-            for arg in 0..6u8 {
-                if rules.iter().any(|r| r.0.iter().any(|c| c.arg == arg)) {
-                    let mut next = Vec::new();
-                    for base in &argv {
-                        for v in values(rules, arg) {
-                            let mut a = *base;
-                            a[arg as usize] = v;
-                            next.push(a);
-                        }
-                    }
-                    argv = next;
+            // The product of the bases and each argument's values, or, when it is large,
+            // a fixed pseudo-random 50,000 of it.
+            let per_arg: Vec<(u8, Vec<u64>)> = (0..6u8)
+                .filter(|a| rules.iter().any(|r| r.0.iter().any(|c| c.arg == *a)))
+                .map(|a| (a, values(rules, a)))
+                .collect();
+            let bases = [[0u64; 6], [u64::MAX; 6]];
+            let total: u64 = per_arg.iter().map(|(_, v)| v.len() as u64).product::<u64>() * 2;
+            let picks: Vec<u64> = if total <= 50_000 {
+                (0..total).collect()
+            } else {
+                (0..50_000u64)
+                    .map(|j| (j.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11) % total)
+                    .collect()
+            };
+            let argv = picks.into_iter().map(|idx| {
+                let mut a = bases[(idx % 2) as usize];
+                let mut x = idx / 2;
+                for (arg, vs) in &per_arg {
+                    a[*arg as usize] = vs[(x % vs.len() as u64) as usize];
+                    x /= vs.len() as u64;
                 }
-            }
+                a
+            });
             for args in argv {
                 for arch in [ARCH, 0x4000_0003, 0] {
                     let d = Data { nr, arch, args };
@@ -621,8 +705,39 @@ mod tests {
                 vec![c(2, Op::MaskedEq(0x8), 8)],
             ]),
         ));
+        // Paths that meet holding different arguments: the next check must reload.
+        entries.push((
+            501,
+            501,
+            rules(vec![
+                vec![c(0, Op::Eq, 16), c(2, Op::Ne, 7)],
+                vec![c(0, Op::Eq, 7)],
+            ]),
+        ));
         let n = check_spec(&spec(entries));
         assert!(n > 10_000, "{n}");
+    }
+
+    #[test]
+    fn shared_first_checks_are_factored() {
+        let fam = |v| c(0, Op::Eq, v);
+        let leaf = rules(vec![
+            vec![fam(2), c(1, Op::MaskedEq(0xf), 0)],
+            vec![fam(2), c(1, Op::MaskedEq(0x2), 2)],
+            vec![fam(10), c(1, Op::MaskedEq(0x4), 4)],
+            vec![fam(2), c(1, Op::MaskedEq(0x8), 8)],
+            vec![fam(2), c(2, Op::Ne, 0), c(2, Op::Ne, 6)],
+            vec![fam(10), c(2, Op::Gt, 6)],
+            // A rule that is the shared check alone makes its group that check.
+            vec![fam(16), c(2, Op::Eq, 9)],
+            vec![fam(16)],
+            vec![c(0, Op::MaskedEq(0x2000_0000), 0x2000_0000)],
+        ]);
+        let s = spec(vec![(41, 41, leaf.clone())]);
+        let factored = generate(&s).unwrap().len();
+        // Unfactored, each of those rules would reload argument 0 and test it again.
+        assert!(factored < 32, "{factored} instructions");
+        check_spec(&s);
     }
 
     #[test]

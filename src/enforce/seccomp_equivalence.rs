@@ -93,41 +93,9 @@ fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-/// The socket rules the egress allow-list adds, in the shape it adds them (extra rules in
-/// the conditional table): on AF_INET and AF_INET6 only stream sockets (the type's low
-/// four bits; SOCK_NONBLOCK and SOCK_CLOEXEC above them), so UDP, ICMP and raw sockets,
-/// which the proxy cannot see, are refused.
-fn with_egress_socket_rules(mut t: Table) -> Table {
-    let socket = libc::SYS_socket as u32;
-    let rules = t.deny.entry(socket).or_default();
-    for family in [libc::AF_INET, libc::AF_INET6] {
-        for ty in [
-            libc::SOCK_DGRAM,
-            libc::SOCK_RAW,
-            libc::SOCK_RDM,
-            libc::SOCK_SEQPACKET,
-            libc::SOCK_DCCP,
-            10, // SOCK_PACKET
-        ] {
-            rules.push(Rule(vec![
-                bpf::Cond {
-                    arg: 0,
-                    op: Op::Eq,
-                    value: family as u32,
-                },
-                bpf::Cond {
-                    arg: 1,
-                    op: Op::MaskedEq(0xf),
-                    value: ty as u32,
-                },
-            ]));
-        }
-    }
-    t
-}
-
-/// The policies checked: the default, allow entries, extra denies (also turning
-/// conditional rules unconditional), a mix, the egress socket rules, and one denying every
+/// The policies checked: the default (with the egress allow-list's socket and send rules),
+/// allow entries, extra denies (also turning conditional rules unconditional), a mix, one
+/// that keeps some network rules and drops or hardens others, and one denying every
 /// even-numbered syscall (a program wide enough to need long jumps).
 fn policies() -> Vec<(&'static str, Table)> {
     let t = |allow: &[&str], deny: &[&str]| seccomp::table(&names(allow), &names(deny)).unwrap();
@@ -171,7 +139,7 @@ fn policies() -> Vec<(&'static str, Table)> {
             "mixed",
             t(&["clone3", "unshare", "keyctl"], &["memfd_create", "clone"]),
         ),
-        ("egress", with_egress_socket_rules(t(&[], &[]))),
+        ("network", t(&["socketpair", "sendto"], &["sendmsg"])),
         ("even", t(&[], &even)),
     ]
 }
