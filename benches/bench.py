@@ -38,7 +38,8 @@ PROFILES = {
         storm_orphans=10000, storm_runs=5,
         sig_runs=200, sig_rounds=10, sig_settle_ms=20,
         restart_count=200,
-        sc_rounds=20, sc_iters=200000, sc_load_runs=10,
+        # Many short runs: on a shared machine some run undisturbed, which the p10 shows.
+        sc_rounds=100, sc_iters=20000, sc_load_runs=2,
     ),
     "smoke": dict(
         start_runs=10, start_rounds=1, start_warmup=2,
@@ -437,14 +438,19 @@ def seccomp_cost(cfg, out, probe, cwd):
                 ld = json.loads(sh(argv, cwd=cwd).splitlines()[-1])
                 loads[name].append(ld["median_ns"])
                 info[name].update(instructions=ld["instructions"], load_command=cmdline(argv))
-        log(f"seccomp cost round {r + 1}/{cfg['sc_rounds']}")
+        if (r + 1) % 10 == 0 or r + 1 == cfg["sc_rounds"]:
+            log(f"seccomp cost round {r + 1}/{cfg['sc_rounds']}")
     base = {key: statistics.median(runs["no filter"][key]) for key in keys}
+    base10 = {key: pct(runs["no filter"][key], 10) for key in keys}
     rows = []
     for name, src in variants:
         med = {key: statistics.median(runs[name][key]) for key in keys}
+        p10 = {key: pct(runs[name][key], 10) for key in keys}
         rows.append(dict(
             name=name, source=src, runs=len(runs[name]["getppid_ns"]), **info[name], **med,
             **{key.replace("_ns", "_delta_ns"): med[key] - base[key] for key in keys},
+            **{key.replace("_ns", "_p10_ns"): p10[key] for key in keys},
+            **{key.replace("_ns", "_p10_delta_ns"): p10[key] - base10[key] for key in keys},
             **({"load_us": statistics.median(loads[name]) / 1e3,
                 "load_runs": len(loads[name]) * cfg["sc_load_runs"]} if src else {}),
         ))

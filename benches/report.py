@@ -179,8 +179,10 @@ def markdown(res):
             "the kernel's action cache answers without running the program), `ioctl(FIONREAD)` "
             "on a pipe (ours inspects ioctl's request; Docker's allows ioctl outright) and "
             "`bpf` with an unknown command (denied by both; without a filter the kernel refuses "
-            f"the command). {sc['rounds']} rounds, the variants' order rotated each round; medians "
-            "over the rounds; Δ = minus the no-filter median. Load = the `seccomp(2)` call "
+            f"the command). {sc['rounds']} short runs of each variant, the order rotated each "
+            "round; each cell is the median over the runs and, in brackets, the 10th percentile "
+            "(on a shared machine the runs nobody disturbed); Δ = minus the no-filter value of the "
+            "same statistic. Load = the `seccomp(2)` call "
             "itself, timed in fresh forked children (median). Docker's program is "
             f"{sc['docker']['source']} resolved for amd64 with Docker's default capabilities and "
             "compiled by libseccomp as runc compiles it (x86-64, x86 and x32, binary tree; "
@@ -188,10 +190,11 @@ def markdown(res):
         md.append(_table(
             ["filter", "instructions", "load µs", "getppid ns", "Δ", "ioctl ns", "Δ",
              "denied call ns", "Δ", "denied errno"],
-            [[r["name"], r.get("instructions", "–"), _f(r.get("load_us"), 1),
-              _f(r["getppid_ns"], 1), _f(r["getppid_delta_ns"], 1),
-              _f(r["ioctl_ns"], 1), _f(r["ioctl_delta_ns"], 1),
-              _f(r["denied_ns"], 1), _f(r["denied_delta_ns"], 1), r["denied_errno"]]
+            [[r["name"], r.get("instructions", "–"), _f(r.get("load_us"), 1)]
+             + [c for k in ("getppid", "ioctl", "denied")
+                for c in (f"{_f(r[k + '_ns'], 1)} ({_f(r.get(k + '_p10_ns'), 1)})",
+                          f"{r[k + '_delta_ns']:+.1f} ({r.get(k + '_p10_delta_ns', 0):+.1f})")]
+             + [r["denied_errno"]]
              for r in sc["rows"]]))
         md.append("\nCommands:\n" + "".join(
             f"- {r['name']}: `{r['command']}`" + (f"; load: `{r['load_command']}`" if r.get("load_command") else "")
