@@ -16,6 +16,9 @@
 //! 4. seccomp last, so the filter never sees our own set-up calls (a policy may deny
 //!    syscalls that steps 2-3 need) and applies from the very next call, execve.
 
+mod bpf;
+#[cfg(test)]
+mod bpf_vm;
 mod check;
 mod error;
 mod identity;
@@ -26,6 +29,8 @@ mod policy_file;
 mod privdrop;
 mod report;
 mod seccomp;
+#[cfg(test)]
+mod seccomp_equivalence;
 mod stage;
 mod syscalls;
 
@@ -239,6 +244,14 @@ fn reset_signals(setup: &ProcessSetup) -> Result<(), Failure> {
         return Err(Failure::last(Stage::Signals));
     }
     Ok(())
+}
+
+/// The seccomp program the child would get with these `seccomp.allow`/`seccomp.deny`
+/// names, as the kernel's `struct sock_filter` array: for the benchmarks, which load it
+/// beside other programs (`sandbox-probe seccomp:ours`).
+pub fn seccomp_program(allow: &[String], deny: &[String]) -> Result<Vec<u8>, String> {
+    seccomp::check_names(allow, deny).map_err(|(field, why)| format!("{field}: {why}"))?;
+    Ok(seccomp::compile(allow, deny)?.to_bytes())
 }
 
 impl Sandbox {
