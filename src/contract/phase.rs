@@ -85,6 +85,9 @@ pub enum Reason {
     Internal,
     /// The seed tree could not be copied into the workspace.
     SeedFailed,
+    /// `--init`: mounting, loading modules, finding the disks or reading the host's
+    /// settings of the VM failed.
+    InitFailed,
 }
 
 impl Reason {
@@ -100,6 +103,7 @@ impl Reason {
             Reason::ConfigInvalid => "config_invalid",
             Reason::Internal => "internal",
             Reason::SeedFailed => "seed_failed",
+            Reason::InitFailed => "init_failed",
         }
     }
 }

@@ -133,11 +133,25 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "seed")]
     pub no_seed: bool,
 
+    /// Be the init of a VM (PID 1 of its kernel): mount /proc, /sys, /dev, /run, /tmp, load
+    /// --init-modules, mount the status share and the workspace disk, power off at the end.
+    #[arg(long)]
+    pub init: bool,
+    /// With --init: kernel modules to load (one name per line), dependencies from modules.dep.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/openshell/modules",
+        requires = "init"
+    )]
+    pub init_modules: PathBuf,
+
     #[command(flatten)]
     pub log: LogArgs,
 
     /// The child command and its arguments (after `--`).
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// With --init it may come from the host's VM configuration instead.
+    #[arg(last = true, required_unless_present = "init", value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
 }
 

@@ -4,6 +4,7 @@ pub mod child;
 pub mod cli;
 mod events;
 pub mod hook;
+mod init;
 mod report;
 pub mod restart;
 mod run;
@@ -27,6 +28,7 @@ pub fn main() -> i32 {
             crate::log::init(args.log.log_format, args.log.log_level);
             crate::enforce::check_command(&args.policy)
         }
+        None if cli.run.init => init::main(cli.run, supervise),
         None => supervise(cli.run),
     }
 }
