@@ -13,23 +13,23 @@ pub mod status_cmd;
 mod tree;
 
 use crate::contract::{ExitCode, Phase, Reason};
-use cli::{Cli, Command};
+use cli::Cli;
 use tracing::{error, info, warn};
 
 /// Entry point of the `supervisor` binary; returns the process exit code.
 pub fn main() -> i32 {
-    let cli: Cli = match crate::cli_support::parse(ExitCode::help_table(), ExitCode::Usage.code()) {
+    let cli = match cli::parse_env() {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match cli.command {
-        Some(Command::Status(args)) => status_cmd::run(&args),
-        Some(Command::Check(args)) => {
+    match cli {
+        Cli::Status(args) => status_cmd::run(&args),
+        Cli::Check(args) => {
             crate::log::init(args.log.log_format, args.log.log_level);
             crate::enforce::check_command(&args.policy)
         }
-        None if cli.run.init => init::main(cli.run, supervise),
-        None => supervise(cli.run),
+        Cli::Run(args) if args.init => init::main(args, supervise),
+        Cli::Run(args) => supervise(args),
     }
 }
 

@@ -3,7 +3,7 @@
 //! reaps, forwards signals and notes stop requests, so no step can miss an event.
 
 use super::child::{self, SpawnError};
-use super::cli::{RestartPolicy, RunArgs};
+use super::cli::RunArgs;
 use super::events::Events;
 use super::hook::{self, Found, Lines};
 use super::report::Reporter;
@@ -596,7 +596,7 @@ impl Supervisor {
             let msg = format!(
                 "child {} and --restart {} does not restart it",
                 describe(status),
-                policy_name(self.args.restart)
+                self.args.restart.name()
             );
             self.report
                 .phase(Phase::Failed, Some(Reason::ChildFailed), Some(msg));
@@ -668,13 +668,5 @@ fn describe(status: WaitStatus) -> String {
             )
         }
         other => format!("{other:?}"),
-    }
-}
-
-fn policy_name(p: RestartPolicy) -> &'static str {
-    match p {
-        RestartPolicy::Always => "always",
-        RestartPolicy::OnFailure => "on-failure",
-        RestartPolicy::Never => "never",
     }
 }
