@@ -24,6 +24,9 @@ pub enum CtlExit {
     EngineError,
     /// A host-side error of sandboxctl itself (state directory I/O, corrupt state).
     Internal,
+    /// Another sandboxctl holds the sandbox's lock (it is stopping, starting or deleting
+    /// it) and did not let go within `--lock-timeout`; the message names the holder.
+    Busy,
     /// `--wait` gave up before the sandbox was Ready.
     Timeout,
     /// The sandbox ended up Failed, Error, Stopped or Missing instead of Ready.
@@ -31,7 +34,7 @@ pub enum CtlExit {
 }
 
 impl CtlExit {
-    pub const ALL: [CtlExit; 11] = [
+    pub const ALL: [CtlExit; 12] = [
         CtlExit::Ok,
         CtlExit::Usage,
         CtlExit::BadName,
@@ -41,6 +44,7 @@ impl CtlExit {
         CtlExit::EngineNotRunning,
         CtlExit::EngineError,
         CtlExit::Internal,
+        CtlExit::Busy,
         CtlExit::Timeout,
         CtlExit::SandboxFailed,
     ];
@@ -56,6 +60,7 @@ impl CtlExit {
             CtlExit::EngineNotRunning => 69,
             CtlExit::EngineError => 70,
             CtlExit::Internal => 71,
+            CtlExit::Busy => 72,
             CtlExit::Timeout => 75,
             CtlExit::SandboxFailed => 76,
         }
@@ -72,6 +77,7 @@ impl CtlExit {
             CtlExit::EngineNotRunning => "engine_not_running",
             CtlExit::EngineError => "engine_error",
             CtlExit::Internal => "internal",
+            CtlExit::Busy => "busy",
             CtlExit::Timeout => "timeout",
             CtlExit::SandboxFailed => "sandbox_failed",
         }

@@ -1,6 +1,6 @@
 //! Command line of `sandboxctl`.
 
-use super::engine::Backend;
+use super::backend::BackendKind;
 use super::state::{DEFAULT_ROOT, ROOT_ENV};
 use crate::log::{Format, LogLevel};
 use crate::supervisor::cli::parse_duration;
@@ -27,6 +27,11 @@ pub struct Cli {
     /// Lowest level that is logged on stderr (debug shows every engine command).
     #[arg(long, global = true, value_enum, default_value = "info")]
     pub log_level: LogLevel,
+    /// How long a verb that changes a sandbox waits for another one holding its lock
+    /// (then exit 72 busy, naming the holder); 0 fails at once [default: the sandbox's stop
+    /// timeout plus 30s]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_timeout: Option<Duration>,
     #[command(subcommand)]
     pub verb: Verb,
 }
@@ -78,9 +83,9 @@ pub struct CreateArgs {
     /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images").
     #[arg(long, value_name = "IMAGE")]
     pub image: String,
-    /// Container engine for this sandbox; recorded, later verbs use it.
+    /// Backend for this sandbox; recorded, later verbs use it.
     #[arg(long, value_enum, default_value = "podman")]
-    pub backend: Backend,
+    pub backend: BackendKind,
     /// Environment for the sandbox (repeatable).
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<String>,
@@ -113,7 +118,7 @@ pub struct Targets {
         conflicts_with = "all"
     )]
     pub names: Vec<String>,
-    /// Every sandbox under the state root.
+    /// Every sandbox of every backend (podman and docker: those under the state root).
     #[arg(long)]
     pub all: bool,
 }
@@ -199,11 +204,13 @@ pub fn long_help_tail() -> String {
         .map(|p| p.as_str())
         .collect();
     format!(
-        "Phases: {}.\n  While the container runs, the supervisor's own phase (from status.json) passes \
-through; README.md \"## sandboxctl\" has the derivation table.\n\n\
-State: <state-root>/<NAME>/sandbox.json, intent.json, status/status.json (bind-mounted as the \
-supervisor's --status-dir).\n\n{}",
+        "Phases: {}.\n  While the workload runs, the supervisor's own phase (from status.json) passes \
+through; README.md \"## sandboxctl\" has the derivation table.\n\
+Reasons of the sandbox's own phases: {}.\n\n\
+State (podman, docker): <state-root>/<NAME>/sandbox.json, intent.json, lock, status/status.json \
+(bind-mounted as the supervisor's --status-dir).\n\n{}",
         phases.join(", "),
+        crate::contract::sandbox::reason::ALL.join(", "),
         crate::contract::CtlExit::help_table()
     )
 }
@@ -250,7 +257,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.state_root(), PathBuf::from("/tmp/x"));
         let Verb::Create(c) = cli.verb else { panic!() };
-        assert_eq!(c.backend, Backend::Docker);
+        assert_eq!(c.backend, BackendKind::Docker);
         assert_eq!(c.env, ["A=1", "B="]);
         assert!(c.no_start);
         assert_eq!(c.command, ["sh", "-c", "sleep 1"]);

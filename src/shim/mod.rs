@@ -1,10 +1,11 @@
-//! sandboxctl: the host-side control shim. Non-destructive stop/start of sandboxes on
-//! podman or docker, with phases derived from the engine, the recorded intent and the
-//! supervisor's status.json.
+//! sandboxctl: the host-side control shim. Non-destructive stop/start of sandboxes, with
+//! phases derived from what the backend observes, the recorded intent and the supervisor's
+//! status.json. The verbs talk to backends only through `backend::Backend`.
 
+pub mod backend;
 pub mod cli;
-pub mod engine;
 pub mod error;
+pub mod lock;
 pub mod names;
 pub mod observe;
 pub mod output;
@@ -13,7 +14,9 @@ pub mod state;
 pub mod verbs;
 
 use crate::contract::CtlExit;
+use backend::Context;
 use cli::{Cli, Verb};
+use observe::Backends;
 use state::StateRoot;
 
 /// Entry point of the `sandboxctl` binary; returns the process exit code.
@@ -23,15 +26,18 @@ pub fn main() -> i32 {
         Err(code) => return code,
     };
     crate::log::init(cli.log_format, cli.log_level);
-    let root = StateRoot::new(cli.state_root());
+    let ctx = Context {
+        state_root: StateRoot::new(cli.state_root()),
+    };
+    let bs = Backends::new(ctx, cli.lock_timeout);
     match &cli.verb {
-        Verb::Create(a) => verbs::create::create(&root, a),
-        Verb::Start(a) => verbs::lifecycle::start(&root, a),
-        Verb::Stop(a) => verbs::lifecycle::stop(&root, a),
-        Verb::Resume(a) => verbs::lifecycle::resume(&root, a),
-        Verb::Delete(a) => verbs::delete::delete(&root, a),
-        Verb::Status(a) => verbs::read::status(&root, a),
-        Verb::List(a) => verbs::read::list(&root, a),
-        Verb::Watch(a) => verbs::read::watch(&root, a),
+        Verb::Create(a) => verbs::create::create(&bs, a),
+        Verb::Start(a) => verbs::lifecycle::start(&bs, a),
+        Verb::Stop(a) => verbs::lifecycle::stop(&bs, a),
+        Verb::Resume(a) => verbs::lifecycle::resume(&bs, a),
+        Verb::Delete(a) => verbs::delete::delete(&bs, a),
+        Verb::Status(a) => verbs::read::status(&bs, a),
+        Verb::List(a) => verbs::read::list(&bs, a),
+        Verb::Watch(a) => verbs::read::watch(&bs, a),
     }
 }

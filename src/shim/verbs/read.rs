@@ -1,21 +1,31 @@
 //! status, list, watch: the read verbs. They never change anything.
 
 use crate::contract::{CtlExit, SandboxPhase};
+use crate::shim::backend::Sandbox;
 use crate::shim::cli::{ListArgs, OutputFormat, StatusArgs, WatchArgs};
 use crate::shim::error::{CtlError, Outcome};
 use crate::shim::names::Name;
-use crate::shim::observe::{load, load_all, load_arg, observe, observe_one, Sandbox};
+use crate::shim::observe::{Backends, View};
 use crate::shim::output::{
     describe, table, transition_json, transition_text, view_json, Transition,
 };
-use crate::shim::state::StateRoot;
 use std::collections::BTreeMap;
 use std::time::Instant;
+use tracing::warn;
 
-pub fn status(root: &StateRoot, args: &StatusArgs) -> i32 {
+/// A status.json that was refused (FIFO, symlink, too large, torn) is "no status" for its
+/// sandbox: said once, at warn level, and the sandbox is still reported.
+fn warn_problem(v: &View) {
+    if let Some(p) = &v.obs.status_problem {
+        warn!(event = "status.refused", sandbox = %v.sandbox.name, problem = %p, "no status: {p}");
+    }
+}
+
+pub fn status(bs: &Backends, args: &StatusArgs) -> i32 {
     let mut outcome = Outcome::default();
-    let v = load_arg(root, &args.name).and_then(|sb| observe_one(&sb));
+    let v = bs.find_arg(&args.name).and_then(|sb| bs.observe_one(&sb));
     if let Some(v) = outcome.record(v) {
+        warn_problem(&v);
         match args.output {
             OutputFormat::Json => println!(
                 "{}",
@@ -27,15 +37,20 @@ pub fn status(root: &StateRoot, args: &StatusArgs) -> i32 {
     outcome.code()
 }
 
-/// Every sandbox the state root knows; a sandbox whose engine cannot be asked is reported
-/// as an error and left out of the listing, the others are still listed.
-pub fn list(root: &StateRoot, args: &ListArgs) -> i32 {
+/// Every sandbox of every listed backend; a sandbox whose backend cannot be asked is
+/// reported as an error and left out of the listing, the others are still listed.
+pub fn list(bs: &Backends, args: &ListArgs) -> i32 {
     let mut outcome = Outcome::default();
-    let sandboxes = outcome.record(load_all(root)).unwrap_or_default();
-    let views: Vec<_> = observe(&sandboxes)
+    let (sandboxes, errors) = bs.all();
+    for e in errors {
+        outcome.record::<()>(Err(e));
+    }
+    let views: Vec<_> = bs
+        .observe(&sandboxes)
         .into_iter()
         .filter_map(|v| outcome.record(v))
         .collect();
+    views.iter().for_each(warn_problem);
     match args.output {
         OutputFormat::Json => println!(
             "{}",
@@ -50,17 +65,19 @@ pub fn list(root: &StateRoot, args: &ListArgs) -> i32 {
 /// What `watch` remembers per sandbox to tell a transition from a repeat.
 type Seen = (SandboxPhase, Option<String>);
 
-pub fn watch(root: &StateRoot, args: &WatchArgs) -> i32 {
+pub fn watch(bs: &Backends, args: &WatchArgs) -> i32 {
     let mut outcome = Outcome::default();
-    outcome.record(run_watch(root, args));
+    outcome.record(run_watch(bs, args));
     outcome.code()
 }
 
-fn run_watch(root: &StateRoot, args: &WatchArgs) -> Result<(), CtlError> {
+fn run_watch(bs: &Backends, args: &WatchArgs) -> Result<(), CtlError> {
     let only: Option<Name> = match &args.name {
-        Some(n) => Some(load_arg(root, n)?.name),
+        Some(n) => Some(bs.find_arg(n)?.name),
         None => None,
     };
+    // The status problem last warned about, per sandbox: said again only when it changes.
+    let mut problems: BTreeMap<Name, Option<String>> = BTreeMap::new();
     let deadline = args.timeout.and_then(|t| Instant::now().checked_add(t));
     let mut seen: BTreeMap<Name, Seen> = BTreeMap::new();
     let mut out = Emitter {
@@ -70,12 +87,22 @@ fn run_watch(root: &StateRoot, args: &WatchArgs) -> Result<(), CtlError> {
     };
     loop {
         let sandboxes: Vec<Sandbox> = match &only {
-            Some(n) if root.dir(n).exists() => vec![load(root, n)?],
-            Some(_) => Vec::new(),
-            None => load_all(root)?,
+            Some(n) => bs.find(n)?.into_iter().collect(),
+            None => {
+                let (all, mut errors) = bs.all();
+                if !errors.is_empty() {
+                    return Err(errors.remove(0));
+                }
+                all
+            }
         };
-        for v in observe(&sandboxes) {
+        for v in bs.observe(&sandboxes) {
             let v = v?;
+            let p = &v.obs.status_problem;
+            if problems.get(&v.sandbox.name) != Some(p) {
+                warn_problem(&v);
+                problems.insert(v.sandbox.name.clone(), p.clone());
+            }
             let d = &v.derived;
             let now: Seen = (d.phase, d.reason.clone());
             let previous = seen.insert(v.sandbox.name.clone(), now.clone());
