@@ -21,6 +21,24 @@ pub const CONFIG_VERSION: u32 = 1;
 /// A larger blob is refused (it is read into memory by PID 1).
 pub const CONFIG_MAX: u64 = 256 * 1024;
 
+/// Written by the init into the status share just before it powers off (`status/`
+/// beside status.json): QEMU's own exit status is 0 for every clean power-off, so the
+/// supervisor's exit code travels here.
+pub const POWEROFF_FILE: &str = "poweroff.json";
+
+/// What [`POWEROFF_FILE`] holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerOff {
+    pub schema_version: u32,
+    /// The supervisor's exit code (86 when the VM's set-up failed).
+    pub code: i32,
+    /// Whether the workspace was unmounted cleanly (false: remounted read-only or left to
+    /// its journal).
+    pub workspace_unmounted: bool,
+    /// When (guest clock, RFC 3339).
+    pub at: String,
+}
+
 /// Per-VM settings. Unknown fields are refused: an ignored setting is one the operator
 /// believes is applied.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -55,6 +55,15 @@ pub enum Verb {
     /// Start every sandbox whose recorded intent is running but whose container is not
     /// (run at host or gateway boot); intentionally stopped ones stay stopped.
     Resume(ResumeArgs),
+    /// Internal: owns one run of a VM's QEMU (started by `start --backend vm`).
+    #[command(hide = true)]
+    VmKeeper(VmKeeperArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VmKeeperArgs {
+    /// The sandbox's state directory.
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,7 +89,8 @@ pub struct WaitArgs {
 pub struct CreateArgs {
     /// Sandbox name: a DNS label (lowercase letters, digits, '-'; at most 42 characters).
     pub name: String,
-    /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images").
+    /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images"); for
+    /// --backend vm, a directory made by `images/build.sh vm`.
     #[arg(long, value_name = "IMAGE")]
     pub image: String,
     /// Backend for this sandbox; recorded, later verbs use it.
@@ -92,6 +102,21 @@ pub struct CreateArgs {
     /// Create only; the recorded intent is "stopped" until `start`.
     #[arg(long)]
     pub no_start: bool,
+    /// vm: guest memory (e.g. 512M, 1G) [default: 512M]
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// vm: virtual CPUs [default: 1]
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+    /// vm: size of the workspace disk, a sparse raw file with ext4 [default: 2G]
+    #[arg(long, value_name = "SIZE")]
+    pub workspace_size: Option<String>,
+    /// vm: auto (probe KVM once per host boot, else TCG), kvm or tcg [env: OPENSHELL_VM_ACCEL]
+    #[arg(long, value_name = "ACCEL")]
+    pub accel: Option<String>,
+    /// vm: none (no network device) or user (QEMU user-mode NAT) [default: none]
+    #[arg(long, value_name = "NET")]
+    pub network: Option<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
     /// The agent command, replacing the image's CMD (after `--`).

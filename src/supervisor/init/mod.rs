@@ -276,6 +276,22 @@ impl Machine {
             };
         }
         if self.status_mounted {
+            // The final word for the host: QEMU exits 0 on any power-off, this says how the
+            // supervisor ended and whether the workspace is clean.
+            let p = vm::PowerOff {
+                schema_version: vm::CONFIG_VERSION,
+                code,
+                workspace_unmounted: clean,
+                at: crate::contract::time::now_rfc3339(),
+            };
+            let body = serde_json::to_vec(&p).expect("serializes");
+            if let Err(e) = crate::contract::status::write_file_atomic(
+                &args.status_dir,
+                vm::POWEROFF_FILE,
+                &body,
+            ) {
+                error!(event = "init.report_failed", file = vm::POWEROFF_FILE, error = %e, "cannot write the power-off record");
+            }
             let _ = mounts::unmount(&args.status_dir);
         }
         info!(
