@@ -88,13 +88,21 @@ build_vm_image() {
     fi
     local deb kdir krel mdir
     deb="$(vm_fetch_kernel "$cache" "$pkg")"
-    kdir="$work/kernel"
-    dpkg-deb -x "$deb" "$kdir"
+    # Unpacked once per package version: the vmlinux and the modules with their modules.dep
+    # (the package has none: depmod runs at install time, so it is made here).
+    kdir="${deb%.deb}.unpacked"
+    if [[ ! -f "$kdir/vmlinux" ]]; then
+        rm -rf "$kdir.tmp"
+        dpkg-deb -x "$deb" "$kdir.tmp"
+        krel="$(ls "$kdir.tmp/lib/modules")"
+        [[ -n "$krel" && -f "$kdir.tmp/boot/vmlinuz-$krel" ]] || vm_die "$deb has no kernel image"
+        vm_extract_vmlinux "$kdir.tmp/boot/vmlinuz-$krel" "$kdir.tmp/vmlinux"
+        "$busybox" depmod -b "$kdir.tmp" "$krel"
+        rm -rf "$kdir"
+        mv "$kdir.tmp" "$kdir"
+    fi
     krel="$(ls "$kdir/lib/modules")"
-    [[ -n "$krel" && -f "$kdir/boot/vmlinuz-$krel" ]] || vm_die "$deb has no kernel image"
-    vm_extract_vmlinux "$kdir/boot/vmlinuz-$krel" "$work/vmlinux"
-    # The package has no modules.dep (depmod runs at install time): make it here.
-    "$busybox" depmod -b "$kdir" "$krel"
+    cp "$kdir/vmlinux" "$work/vmlinux"
     mdir="lib/modules/$krel"
 
     # Modules: exactly those listed and what they depend on.

@@ -90,6 +90,9 @@ impl Supervisor {
         if let Err(code) = self.boot() {
             return code;
         }
+        if self.args.init {
+            super::init::sync_workspace(&self.args.workspace);
+        }
         if let Err(code) = self.rebuild_sandbox_after_hook() {
             return code;
         }
@@ -167,6 +170,9 @@ impl Supervisor {
         for sig in batch.signals {
             let is_stop = matches!(sig, Signal::SIGTERM | Signal::SIGINT);
             if is_stop && self.stop.is_none() {
+                // In a VM, Ctrl-Alt-Del reaches init as SIGINT: the agent is stopped with
+                // SIGTERM all the same, as a container stop would.
+                let sig = if self.args.init { Signal::SIGTERM } else { sig };
                 self.stop = Some(sig);
                 // Forward before anything else, even the log line: after a long idle spell
                 // the first log line costs more than the kill. The step in progress then

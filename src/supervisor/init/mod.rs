@@ -311,6 +311,23 @@ impl Machine {
     }
 }
 
+/// In a VM the workspace disk is the only state that survives: what the boot hook set up
+/// is flushed to it before the agent starts (otherwise a power cut in the next seconds, or
+/// a look at the disk from the host, would miss it).
+pub fn sync_workspace(workspace: &Path) {
+    match std::fs::File::open(workspace) {
+        // SAFETY: syncfs on a descriptor we hold.
+        Ok(f) => {
+            if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
+                warn!(event = "init.sync_failed", workspace = %workspace.display(), error = %io::Error::last_os_error(), "cannot sync the workspace");
+            }
+        }
+        Err(e) => {
+            warn!(event = "init.sync_failed", workspace = %workspace.display(), error = %e, "cannot sync the workspace")
+        }
+    }
+}
+
 /// The per-VM settings from fw_cfg; none when the host passed none (a VM booted by hand).
 fn read_config() -> Result<VmConfig, InitError> {
     let f = match std::fs::File::open(vm::FW_CFG_PATH) {
