@@ -14,6 +14,10 @@ log "installing test dependencies"
 apt_pkgs=(busybox-static util-linux procps binutils podman runc docker.io)
 # tests/bench_smoke.rs runs the benchmark harness once against every init it compares.
 apt_pkgs+=(tini dumb-init catatonit hyperfine gcc libc6-dev python3)
+# tests/sandboxctl_vm.rs: Debian 12's QEMU, e2fsprogs for the workspace disk (mke2fs,
+# e2fsck, debugfs) and xz-utils for images/build.sh vm (the kernel's vmlinux); the kernel
+# package itself is fetched by build.sh with apt-get download, never installed.
+apt_pkgs+=(qemu-system-x86 e2fsprogs xz-utils)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -21,6 +25,11 @@ done
 if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# qemu-system-x86 replaces the machine's newer backported qemu-utils; bring back Debian 12's
+# (qemu-img) so nothing else that uses it breaks.
+if ! command -v qemu-img >/dev/null; then
+    apt-get install -y -qq --no-install-recommends qemu-utils >/dev/null
 fi
 
 log "container engines"

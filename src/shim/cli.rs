@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Host-side control of openshell sandboxes on podman or docker: create, stop and start
+/// Host-side control of openshell sandboxes on podman, docker or QEMU VMs: create, stop and start
 /// without losing the workspace, and report each sandbox's true phase.
 #[derive(Debug, Parser)]
 #[command(
@@ -233,7 +233,8 @@ pub fn long_help_tail() -> String {
 through; README.md \"## sandboxctl\" has the derivation table.\n\
 Reasons of the sandbox's own phases: {}.\n\n\
 State (podman, docker): <state-root>/<NAME>/sandbox.json, intent.json, lock, status/status.json \
-(bind-mounted as the supervisor's --status-dir).\n\n{}",
+(bind-mounted as the supervisor's --status-dir); a VM adds vm/ (definition, disk, console.log, \
+qmp.sock, the keeper's run.json and exit.json) and shares status/ over 9p.\n\n{}",
         phases.join(", "),
         crate::contract::sandbox::reason::ALL.join(", "),
         crate::contract::CtlExit::help_table()

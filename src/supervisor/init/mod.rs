@@ -77,6 +77,7 @@ pub fn main(mut args: RunArgs, supervise: fn(RunArgs) -> i32) -> i32 {
             info!(
                 event = "init.ready",
                 duration_ms = started.elapsed().as_millis() as u64,
+                kernel_uptime_ms = uptime_ms(),
                 "VM set up; starting the supervisor"
             );
             supervise(args.clone())
@@ -381,6 +382,17 @@ fn set_hostname(h: &str) -> Result<(), InitError> {
         return Err(step("hostname", io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// Milliseconds since the guest kernel started (CLOCK_BOOTTIME): how long boot took.
+fn uptime_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 fn kernel_release() -> String {
