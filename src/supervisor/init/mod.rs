@@ -267,6 +267,7 @@ impl Machine {
             // the kernel) must not keep the filesystem busy.
             // SAFETY: kill(-1) signals every process but ourselves.
             unsafe { libc::kill(-1, libc::SIGKILL) };
+            reap_all(Duration::from_secs(2));
             clean = match mounts::unmount(&args.workspace) {
                 Ok(c) => c,
                 Err(e) => {
@@ -382,6 +383,23 @@ fn set_hostname(h: &str) -> Result<(), InitError> {
         return Err(step("hostname", io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// Reaps every child until there is none left (ECHILD) or `limit` passes, so nothing that
+/// was just killed still holds the workspace open when it is unmounted.
+fn reap_all(limit: Duration) {
+    let t0 = Instant::now();
+    loop {
+        let mut st = 0;
+        // SAFETY: waitpid on any child, not blocking.
+        let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+        if r < 0 || t0.elapsed() >= limit {
+            return; // ECHILD: nobody left
+        }
+        if r == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// Milliseconds since the guest kernel started (CLOCK_BOOTTIME): how long boot took.

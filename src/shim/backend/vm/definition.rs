@@ -308,6 +308,54 @@ mod tests {
     }
 
     #[test]
+    fn image_manifests_are_checked() {
+        let dir = std::env::temp_dir().join(format!("vm-image-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = ImageManifest::read(&dir).unwrap_err();
+        assert!(e.contains("not a VM image directory"), "{e}");
+        let good = serde_json::json!({
+            "schema_version": 1, "kernel": "vmlinux", "initrd": "initramfs.cpio",
+            "kernel_release": "6.1", "kernel_package": "k.deb", "kernel_sha256": "",
+            "initrd_sha256": "", "cmdline": "console=ttyS0",
+            "init_args": ["--init", "--grace=3s"], "command": ["/bin/true"]
+        });
+        let write =
+            |v: &serde_json::Value| std::fs::write(dir.join(IMAGE_FILE), v.to_string()).unwrap();
+        write(&good);
+        assert!(ImageManifest::read(&dir)
+            .unwrap_err()
+            .contains("vmlinux is missing"));
+        std::fs::write(dir.join("vmlinux"), "").unwrap();
+        std::fs::write(dir.join("initramfs.cpio"), "").unwrap();
+        let m = ImageManifest::read(&dir).unwrap();
+        assert_eq!(cmdline(&m), "console=ttyS0 -- --init --grace=3s");
+        assert_eq!(
+            m.entrypoint(),
+            ["/usr/bin/supervisor", "--init", "--grace=3s", "--"]
+        );
+        for (field, bad) in [
+            ("kernel", serde_json::json!("../../etc/passwd")),
+            ("init_args", serde_json::json!(["--hook", "/a b"])),
+            ("init_args", serde_json::json!(["--", "x"])),
+            ("schema_version", serde_json::json!(2)),
+        ] {
+            let mut v = good.clone();
+            v[field] = bad;
+            write(&v);
+            assert!(ImageManifest::read(&dir).is_err(), "{field}: {v}");
+        }
+        let mut v = good.clone();
+        v["extra"] = serde_json::json!(1);
+        write(&v);
+        assert!(
+            ImageManifest::read(&dir).is_err(),
+            "unknown fields are refused"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn argv_has_the_devices_the_guest_expects() {
         let d = VmDefinition {
             schema_version: DEFINITION_VERSION,
