@@ -137,7 +137,12 @@ fn vm_failing_boot_hook_reads_failed_on_the_host() {
     let r = ctx
         .create(&a, &["-e", "OPENSHELL_AGENT_USER=nosuchuser"])
         .fails_with(CtlExit::SandboxFailed);
-    assert!(r.stderr.contains("hook_failed"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("hook_failed"),
+        "{}\nconsole:\n{}",
+        r.stderr,
+        Vm::console(&ctx, &a)
+    );
     let s = ctx.status(&a);
     assert_eq!(s["phase"], "Failed", "{s:#}");
     assert_eq!(s["reason"], "hook_failed");
@@ -168,7 +173,12 @@ fn vm_init_failure_reads_failed_on_the_host() {
     let r = ctx
         .ctl(&["start", &a, "--timeout", WAIT])
         .fails_with(CtlExit::SandboxFailed);
-    assert!(r.stderr.contains("init_failed"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("init_failed"),
+        "{}\nconsole:\n{}",
+        r.stderr,
+        Vm::console(&ctx, &a)
+    );
     let s = ctx.status(&a);
     assert_eq!(s["phase"], "Failed", "{s:#}");
     assert_eq!(s["reason"], "init_failed");
@@ -189,6 +199,11 @@ fn vm_stop_right_after_start_is_still_graceful() {
     std::thread::sleep(Duration::from_millis(300));
     let r = ctx.ctl(&["stop", &a]).ok();
     assert!(r.stdout.contains(&format!("{a}: Stopped")), "{}", r.stdout);
+    assert!(
+        !r.stderr.contains("vm.stop_forced"),
+        "the stop had to quit QEMU hard: {}",
+        r.stderr
+    );
     assert!(!Vm::keeper_running(&ctx, &a));
     let fsck = tool(
         "e2fsck",

@@ -72,6 +72,14 @@ impl Vm {
         ctx.root.join(name).join("vm")
     }
 
+    /// The end of the VM's serial console (the guest's log lines), for failure messages.
+    pub fn console(ctx: &Ctx, name: &str) -> String {
+        let c =
+            std::fs::read_to_string(Vm::vm_dir(ctx, name).join("console.log")).unwrap_or_default();
+        let lines: Vec<&str> = c.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
     pub fn run_record(ctx: &Ctx, name: &str) -> Option<Value> {
         let body = std::fs::read(Vm::vm_dir(ctx, name).join("run.json")).ok()?;
         serde_json::from_slice(&body).ok()
