@@ -126,6 +126,8 @@ impl Machine {
         let config = read_config()?;
         if let Some(h) = &config.hostname {
             set_hostname(h)?;
+            // What a container engine sets in a container's environment, too.
+            std::env::set_var("HOSTNAME", h);
         }
         for (k, v) in &config.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
