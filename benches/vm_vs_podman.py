@@ -15,6 +15,7 @@ Env:   VM_IMAGE (default target/openshell-vm-test, built by images/build.sh vm)
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def main():
                 ctl("stop", n)
     finally:
         subprocess.run([CTL, "delete", "--all"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
     load1 = os.getloadavg()
     print(f"rounds: {rounds}; load average at start {load0[0]:.2f}, at end {load1[0]:.2f}; "
           f"{os.cpu_count()} CPUs")
