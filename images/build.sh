@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the openshell sandbox image FROM scratch for podman or docker (no registry pulls).
+# Builds the openshell sandbox image FROM scratch for podman or docker (no registry pulls),
+# or the VM image (a Debian kernel and an initramfs with the supervisor as /sbin/init).
 #
 # Usage: images/build.sh podman|docker [TAG]          (default TAG: localhost/openshell-sandbox:dev)
+#        images/build.sh vm [DIR]                     (default DIR: target/openshell-vm; see images/vm/build.sh)
 # Env:   SUPERVISOR_BIN  the static supervisor to ship (default: cargo build --release, then
 #                        target/x86_64-unknown-linux-gnu/release/supervisor)
 #        BUSYBOX_BIN     a static busybox (default: /bin/busybox from Debian's busybox-static)
@@ -14,8 +16,9 @@ engine="${1:-}"
 tag="${2:-localhost/openshell-sandbox:dev}"
 case "$engine" in
 podman | docker) ;;
+vm) tag="${2:-}" ;;
 *)
-    echo "usage: $0 podman|docker [TAG]" >&2
+    echo "usage: $0 podman|docker [TAG] | vm [DIR]" >&2
     exit 64
     ;;
 esac
@@ -27,7 +30,7 @@ die() {
     exit 1
 }
 
-command -v "$engine" >/dev/null || die "$engine is not installed (not on PATH)"
+[[ "$engine" == vm ]] || command -v "$engine" >/dev/null || die "$engine is not installed (not on PATH)"
 
 supervisor="${SUPERVISOR_BIN:-}"
 if [[ -z "$supervisor" ]]; then
@@ -66,8 +69,22 @@ proc          0555 0:0
 dev           0755 0:0
 sys           0555 0:0
 tmp           1777 0:0
+opt           0755 0:0
+opt/openshell 0755 0:0
 sandbox       0755 1000:1000
 EOF
+
+# The seed tree (images/seed/): the supervisor copies it into a fresh workspace (a new
+# volume, PVC or VM disk) before the boot hook, keeping these owners and modes. /sandbox
+# itself stays an empty mount point; the seed root's owner and mode become the workspace
+# root's.
+stage_seed() {
+    install -d -m 0755 -o 1000 -g 1000 "$1"
+    cp -R --no-preserve=ownership "$here/seed/." "$1/"
+    chown -R 1000:1000 "$1"
+    chmod -R u=rwX,go=rX "$1"
+}
+stage_seed "$root/opt/openshell/seed"
 
 install -m 0755 -o 0 -g 0 "$supervisor" "$root/usr/bin/supervisor"
 install -m 0755 -o 0 -g 0 "$busybox" "$root/bin/busybox"
@@ -93,6 +110,14 @@ root:x:0:
 sandbox:x:1000:
 nogroup:x:65534:
 EOF
+
+if [[ "$engine" == vm ]]; then
+    # The same root filesystem becomes the VM's initramfs, with a kernel beside it.
+    # shellcheck source=images/vm/build.sh
+    source "$here/vm/build.sh"
+    build_vm_image "$root" "${tag:-$repo/target/openshell-vm}"
+    exit 0
+fi
 
 # Deterministic archive: sorted names, fixed mtime, numeric owners exactly as staged.
 tar --sort=name --mtime=@0 --numeric-owner --format=gnu -C "$root" -cf "$work/rootfs.tar" .

@@ -19,6 +19,10 @@ apt_pkgs+=(tini dumb-init catatonit hyperfine gcc libc6-dev python3 python3-secc
 # tests/egress.rs builds its test hosts in network namespaces (ip netns, veth); the egress
 # benchmark can shape their link (tc).
 apt_pkgs+=(iproute2)
+# tests/sandboxctl_vm.rs: Debian 12's QEMU, e2fsprogs for the workspace disk (mke2fs,
+# e2fsck, debugfs) and xz-utils for images/build.sh vm (the kernel's vmlinux); the kernel
+# package itself is fetched by build.sh with apt-get download, never installed.
+apt_pkgs+=(qemu-system-x86 e2fsprogs xz-utils)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -26,6 +30,11 @@ done
 if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# qemu-system-x86 replaces the machine's newer backported qemu-utils; bring back Debian 12's
+# (qemu-img) so nothing else that uses it breaks.
+if ! command -v qemu-img >/dev/null; then
+    apt-get install -y -qq --no-install-recommends qemu-utils >/dev/null
 fi
 
 log "container engines"

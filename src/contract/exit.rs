@@ -27,6 +27,10 @@ pub enum ExitCode {
     CrashLoop,
     /// The egress proxy could not be started (or kept failing to start).
     EgressFailed,
+    /// The seed tree could not be copied into the workspace.
+    SeedFailed,
+    /// `--init`: the VM could not be set up (mounts, modules, disks, host settings).
+    InitFailed,
     /// The child command exists but cannot be executed.
     NotExecutable,
     /// The child command was not found.
@@ -34,7 +38,7 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 12] = [
+    pub const ALL: [ExitCode; 14] = [
         ExitCode::Ok,
         ExitCode::Usage,
         ExitCode::Internal,
@@ -45,6 +49,8 @@ impl ExitCode {
         ExitCode::Enforcement,
         ExitCode::CrashLoop,
         ExitCode::EgressFailed,
+        ExitCode::SeedFailed,
+        ExitCode::InitFailed,
         ExitCode::NotExecutable,
         ExitCode::NotFound,
     ];
@@ -61,6 +67,8 @@ impl ExitCode {
             ExitCode::Enforcement => 83,
             ExitCode::CrashLoop => 84,
             ExitCode::EgressFailed => 87,
+            ExitCode::SeedFailed => 85,
+            ExitCode::InitFailed => 86,
             ExitCode::NotExecutable => 126,
             ExitCode::NotFound => 127,
         }
@@ -78,6 +86,8 @@ impl ExitCode {
             ExitCode::Enforcement => "enforcement",
             ExitCode::CrashLoop => "crash_loop",
             ExitCode::EgressFailed => "egress_failed",
+            ExitCode::SeedFailed => "seed_failed",
+            ExitCode::InitFailed => "init_failed",
             ExitCode::NotExecutable => "not_executable",
             ExitCode::NotFound => "not_found",
         }
@@ -96,6 +106,8 @@ impl ExitCode {
             ExitCode::Enforcement => "the sandbox could not be applied to the child",
             ExitCode::CrashLoop => "more than --max-restarts restarts within --restart-window",
             ExitCode::EgressFailed => "the egress proxy could not be started",
+            ExitCode::SeedFailed => "the seed tree could not be copied into the workspace",
+            ExitCode::InitFailed => "--init: the VM could not be set up (mounts, modules, disks)",
             ExitCode::NotExecutable => "the command cannot be executed",
             ExitCode::NotFound => "the command was not found",
         }

@@ -9,6 +9,7 @@ pub mod phase;
 pub mod sandbox;
 pub mod status;
 pub mod time;
+pub mod vm;
 
 pub use ctl_exit::CtlExit;
 pub use exit::ExitCode;

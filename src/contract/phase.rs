@@ -85,6 +85,11 @@ pub enum Reason {
     Internal,
     /// The egress proxy could not be started, or failed every restart.
     EgressFailed,
+    /// The seed tree could not be copied into the workspace.
+    SeedFailed,
+    /// `--init`: mounting, loading modules, finding the disks or reading the host's
+    /// settings of the VM failed.
+    InitFailed,
 }
 
 impl Reason {
@@ -100,6 +105,8 @@ impl Reason {
             Reason::ConfigInvalid => "config_invalid",
             Reason::Internal => "internal",
             Reason::EgressFailed => "egress_failed",
+            Reason::SeedFailed => "seed_failed",
+            Reason::InitFailed => "init_failed",
         }
     }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Host-side control of openshell sandboxes on podman or docker: create, stop and start
+/// Host-side control of openshell sandboxes on podman, docker or QEMU VMs: create, stop and start
 /// without losing the workspace, and report each sandbox's true phase.
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +56,15 @@ pub enum Verb {
     /// (after a power cut, a kill, a stop behind sandboxctl's back; run it at host or
     /// gateway boot); intentionally stopped ones stay stopped.
     Resume(ResumeArgs),
+    /// Internal: owns one run of a VM's QEMU (started by `start --backend vm`).
+    #[command(hide = true)]
+    VmKeeper(VmKeeperArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VmKeeperArgs {
+    /// The sandbox's state directory.
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,7 +90,8 @@ pub struct WaitArgs {
 pub struct CreateArgs {
     /// Sandbox name: a DNS label (lowercase letters, digits, '-'; at most 42 characters).
     pub name: String,
-    /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images").
+    /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images"); for
+    /// --backend vm, a directory made by `images/build.sh vm`.
     #[arg(long, value_name = "IMAGE")]
     pub image: String,
     /// Backend for this sandbox; recorded, later verbs use it.
@@ -93,6 +103,21 @@ pub struct CreateArgs {
     /// Create only; the recorded intent is "stopped" until `start`.
     #[arg(long)]
     pub no_start: bool,
+    /// vm: guest memory (e.g. 512M, 1G) [default: 512M]
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// vm: virtual CPUs [default: 1]
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+    /// vm: size of the workspace disk, a sparse raw file with ext4 [default: 2G]
+    #[arg(long, value_name = "SIZE")]
+    pub workspace_size: Option<String>,
+    /// vm: auto (probe KVM once per host boot, else TCG), kvm or tcg [env: OPENSHELL_VM_ACCEL]
+    #[arg(long, value_name = "ACCEL")]
+    pub accel: Option<String>,
+    /// vm: none (no network device) or user (QEMU user-mode NAT) [default: none]
+    #[arg(long, value_name = "NET")]
+    pub network: Option<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
     /// The agent command, replacing the image's CMD (after `--`).
@@ -209,7 +234,8 @@ pub fn long_help_tail() -> String {
 through; README.md \"## sandboxctl\" has the derivation table.\n\
 Reasons of the sandbox's own phases: {}.\n\n\
 State (podman, docker): <state-root>/<NAME>/sandbox.json, intent.json, lock, status/status.json \
-(bind-mounted as the supervisor's --status-dir).\n\n{}",
+(bind-mounted as the supervisor's --status-dir); a VM adds vm/ (definition, disk, console.log, \
+qmp.sock, the keeper's run.json and exit.json) and shares status/ over 9p.\n\n{}",
         phases.join(", "),
         crate::contract::sandbox::reason::ALL.join(", "),
         crate::contract::CtlExit::help_table()

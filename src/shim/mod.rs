@@ -39,5 +39,6 @@ pub fn main() -> i32 {
         Verb::Status(a) => verbs::read::status(&bs, a),
         Verb::List(a) => verbs::read::list(&bs, a),
         Verb::Watch(a) => verbs::read::watch(&bs, a),
+        Verb::VmKeeper(a) => backend::vm::keeper::main(&a.state_dir),
     }
 }

@@ -86,8 +86,16 @@ pub struct RunArgs {
     pub child_env: Vec<String>,
     /// `NAME=VALUE` lines added to the hook's environment only.
     pub hook_env_file: Option<PathBuf>,
+    /// Seeded from `seed` on its first boot (see `supervisor::seed`).
+    pub workspace: PathBuf,
+    pub seed: PathBuf,
+    pub no_seed: bool,
+    /// Be the init of a VM (see `supervisor::init`).
+    pub init: bool,
+    pub init_modules: PathBuf,
     pub log: LogArgs,
-    /// The child command and its arguments (after `--`); never empty once parsed.
+    /// The child command and its arguments (after `--`); never empty once parsed, except
+    /// with `--init`, where it may come from the host's VM configuration.
     pub command: Vec<OsString>,
 }
 
@@ -280,6 +288,49 @@ pub const RUN_FLAGS: &[Flag<RunArgs>] = &[
         "Where status.json is written on every phase change.",
         |a, v| {
             a.status_dir = path_value(v)?;
+            Ok(())
+        },
+    ),
+    Flag::value(
+        "workspace",
+        "DIR",
+        Some(crate::supervisor::seed::DEFAULT_WORKSPACE),
+        "The workspace: seeded from --seed on its first boot (when it has no .openshell-seeded).",
+        |a, v| {
+            a.workspace = path_value(v)?;
+            Ok(())
+        },
+    ),
+    Flag::value(
+        "seed",
+        "DIR",
+        Some(crate::supervisor::seed::DEFAULT_SEED),
+        "Seed tree copied into a fresh workspace before the hook runs; a missing tree is skipped.",
+        |a, v| {
+            a.seed = path_value(v)?;
+            Ok(())
+        },
+    ),
+    Flag::switch(
+        "no-seed",
+        "Do not seed the workspace.",
+        |a: &mut RunArgs| a.no_seed = true,
+    )
+    .conflicts_with("seed"),
+    Flag::switch(
+        "init",
+        "Be the init of a VM (PID 1 of its kernel): mount /proc, /sys, /dev, /run, /tmp, load \
+         --init-modules, mount the status share and the workspace disk, power off at the end. \
+         The command may then come from the host's VM configuration (fw_cfg).",
+        |a: &mut RunArgs| a.init = true,
+    ),
+    Flag::value(
+        "init-modules",
+        "FILE",
+        Some("/etc/openshell/modules"),
+        "With --init: the kernel modules to load (one name per line), dependencies from modules.dep.",
+        |a, v| {
+            a.init_modules = path_value(v)?;
             Ok(())
         },
     ),
@@ -495,7 +546,7 @@ fn parse_run(mut args: Vec<OsString>) -> Result<Cli, Stop> {
         ),
     };
     let mut run = parse_flags(&spec, args, &positional, &version())?;
-    if command.is_empty() {
+    if command.is_empty() && !run.init {
         return Err(spec.usage_error(
             "no command to supervise: give it after `--` (supervisor [OPTIONS] -- COMMAND [ARGS...])",
         ));
@@ -565,6 +616,17 @@ mod tests {
         assert_eq!(a.log.log_format, Format::Json);
         assert_eq!(a.log.log_level, LogLevel::Info);
         assert!(!a.no_hook && !a.no_policy);
+        assert_eq!(a.workspace, PathBuf::from("/sandbox"));
+        assert_eq!(a.seed, PathBuf::from("/opt/openshell/seed"));
+        assert_eq!(a.init_modules, PathBuf::from("/etc/openshell/modules"));
+        assert!(!a.no_seed && !a.init);
+        // --init takes its command from the host when none follows `--`.
+        let Cli::Run(a) = parse_strs(&["--init", "--grace=2s"]).unwrap() else {
+            panic!("not a run")
+        };
+        assert!(a.init && a.command.is_empty());
+        assert!(usage_error(&["--no-seed", "--seed", "/s", "--", "true"])
+            .contains("cannot be used with"));
     }
 
     #[test]

@@ -121,6 +121,12 @@ fn handled_set() -> SigSet {
     set
 }
 
+/// Blocks the handled signals without reading them yet (`--init` does this first of all,
+/// so nothing sent during the VM's bring-up is lost; [`Events::new`] then reads them).
+pub fn block_handled() {
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None);
+}
+
 impl Events {
     /// Blocks the handled signals and opens the signalfd. Must run before any child is
     /// spawned; children restore an empty mask in `pre_exec`.

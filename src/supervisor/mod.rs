@@ -6,9 +6,11 @@ mod egress;
 mod env;
 mod events;
 pub mod hook;
+mod init;
 mod report;
 pub mod restart;
 mod run;
+pub mod seed;
 mod spawn;
 pub mod status_cmd;
 mod tree;
@@ -18,7 +20,7 @@ use cli::Cli;
 use tracing::{error, info, warn};
 
 /// How long queued log lines may hold up the exit when stderr's reader is slow.
-const EXIT_LOG_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+pub(crate) const EXIT_LOG_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Entry point of the `supervisor` binary; returns the process exit code.
 pub fn main() -> i32 {
@@ -40,7 +42,11 @@ pub fn main() -> i32 {
             crate::enforce::check_command(&args.policy)
         }
         Cli::Run(args) => {
-            let code = supervise(args);
+            let code = if args.init {
+                init::main(args, supervise)
+            } else {
+                supervise(args)
+            };
             crate::log::shutdown(EXIT_LOG_FLUSH);
             code
         }
@@ -86,9 +92,15 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         }
     };
     // Relative paths on the command line mean the start directory, not `/`.
-    for p in [&mut args.hook, &mut args.policy, &mut args.status_dir]
-        .into_iter()
-        .chain(args.hook_env_file.as_mut())
+    for p in [
+        &mut args.hook,
+        &mut args.policy,
+        &mut args.status_dir,
+        &mut args.workspace,
+        &mut args.seed,
+    ]
+    .into_iter()
+    .chain(args.hook_env_file.as_mut())
     {
         if p.is_relative() {
             *p = cwd.join(&*p);
@@ -106,6 +118,11 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
             return ExitCode::Internal.code();
         }
     };
+    // A fresh workspace gets the image's seed tree before the policy's paths are opened and
+    // before the hook runs.
+    if let Err(code) = seed::at_boot(&args, &mut report) {
+        return code;
+    }
     // The egress proxy's listener is bound first: its port goes into the child's Landlock
     // rules, and it stays ours across proxy restarts.
     let egress_listener = if args.no_policy {

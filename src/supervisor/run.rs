@@ -107,6 +107,9 @@ impl Supervisor {
         if let Err(code) = self.boot() {
             return code;
         }
+        if self.args.init {
+            super::init::sync_workspace(&self.args.workspace);
+        }
         if let Err(code) = self.rebuild_sandbox_after_hook() {
             return code;
         }
@@ -209,6 +212,13 @@ impl Supervisor {
                 .into_iter()
                 .find(|s| sig.is(*s));
             if let (Some(stop), None) = (stop, self.stop) {
+                // In a VM, Ctrl-Alt-Del reaches init as SIGINT: the agent is stopped with
+                // SIGTERM all the same, as a container stop would.
+                let stop = if self.args.init {
+                    Signal::SIGTERM
+                } else {
+                    stop
+                };
                 self.stop = Some(stop);
                 // Forward before anything else, even the log line: after a long idle spell
                 // the first log line costs more than the kill. The step in progress then

@@ -21,6 +21,7 @@
 
 pub mod engine;
 pub mod host_state;
+pub mod vm;
 
 use openshell_supervisor::contract::CtlExit;
 use serde_json::Value;

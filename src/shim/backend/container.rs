@@ -248,6 +248,19 @@ impl Backend for ContainerCli {
         let name = &req.name;
         let about = |e: CtlError| e.about(name.as_str());
         let kind = self.engine.kind;
+        let vm_only = [
+            ("--memory", args.memory.is_some()),
+            ("--cpus", args.cpus.is_some()),
+            ("--workspace-size", args.workspace_size.is_some()),
+            ("--accel", args.accel.is_some()),
+            ("--network", args.network.is_some()),
+        ];
+        if let Some((flag, _)) = vm_only.iter().find(|(_, given)| *given) {
+            return Err(about(CtlError::new(
+                CtlExit::Usage,
+                format!("{flag} is for --backend vm only"),
+            )));
+        }
         let image = self
             .engine
             .image_config(&args.image)

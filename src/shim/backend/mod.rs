@@ -18,6 +18,7 @@
 
 pub mod container;
 pub mod supervisor_args;
+pub mod vm;
 
 use super::error::CtlError;
 use super::names::Name;
@@ -56,15 +57,18 @@ pub const STOP_MARGIN_SECS: u64 = 10;
 pub enum BackendKind {
     Podman,
     Docker,
+    /// A QEMU VM whose init is the supervisor.
+    Vm,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 2] = [BackendKind::Podman, BackendKind::Docker];
+    pub const ALL: [BackendKind; 3] = [BackendKind::Podman, BackendKind::Docker, BackendKind::Vm];
 
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Podman => "podman",
             BackendKind::Docker => "docker",
+            BackendKind::Vm => "vm",
         }
     }
 }
@@ -88,6 +92,7 @@ pub fn open(kind: BackendKind, ctx: &Context) -> Result<Box<dyn Backend>, CtlErr
         BackendKind::Podman | BackendKind::Docker => {
             Box::new(container::ContainerCli::new(kind, ctx.state_root.clone()))
         }
+        BackendKind::Vm => Box::new(vm::Qemu::new(ctx.state_root.clone())),
     })
 }
 
