@@ -86,5 +86,5 @@ cargo build --release
 log "cargo test"
 cargo test
 log "fuzzing the policy and status.json readers (bounded)"
-# Installs cargo-fuzz (cargo install --locked) when it is missing.
+# Built with stable rustc (libFuzzer + SanitizerCoverage, no cargo-fuzz needed).
 bash fuzz/run.sh
