@@ -2,6 +2,7 @@
 //! podman or docker, with phases derived from the engine, the recorded intent and the
 //! supervisor's status.json.
 
+pub mod backend;
 pub mod cli;
 pub mod engine;
 pub mod error;

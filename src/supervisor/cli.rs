@@ -122,6 +122,11 @@ pub struct RunArgs {
     /// Where status.json is written on every phase change.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
     pub status_dir: PathBuf,
+    /// At exit, write the final phase (`Stopped`, `Failed/hook_failed: …`) to this file: a
+    /// Kubernetes container's terminationMessagePath, e.g. /dev/termination-log. Its
+    /// directory must be root-owned and not writable by others.
+    #[arg(long, value_name = "PATH")]
+    pub termination_message: Option<PathBuf>,
 
     #[command(flatten)]
     pub log: LogArgs,

@@ -4,6 +4,7 @@ pub mod child;
 pub mod cli;
 mod events;
 pub mod hook;
+mod last_word;
 mod report;
 pub mod restart;
 mod run;
@@ -35,12 +36,32 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
     let pid = std::process::id();
     info!(event = "supervisor.start", version = env!("CARGO_PKG_VERSION"), pid, command = ?args.command, "supervisor starting");
 
+    // Checked before anything runs; written at every exit from here on.
+    let last_word = match args
+        .termination_message
+        .as_deref()
+        .map(last_word::TerminationLog::open)
+    {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            error!(event = "supervisor.setup_failed", step = "termination_message", error = %e,
+                "refusing the termination message path");
+            return ExitCode::Config.code();
+        }
+    };
+    let setup_failed = |msg: String| {
+        if let Some(t) = &last_word {
+            t.write(Phase::Failed, Some(Reason::Internal), Some(&msg));
+        }
+        ExitCode::Internal.code()
+    };
     // Signals first: a SIGTERM that arrives during start-up must be queued, not lost.
     let events = match events::Events::new() {
         Ok(e) => e,
         Err(e) => {
             error!(event = "supervisor.setup_failed", step = "signalfd", error = %e, "cannot set up signal handling");
-            return ExitCode::Internal.code();
+            return setup_failed(format!("cannot set up signal handling: {e}"));
         }
     };
     if pid != 1 {
@@ -49,7 +70,7 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             let e = std::io::Error::last_os_error();
             error!(event = "supervisor.setup_failed", step = "subreaper", error = %e, "cannot become a child subreaper");
-            return ExitCode::Internal.code();
+            return setup_failed(format!("cannot become a child subreaper: {e}"));
         }
     }
     // The child starts where we were started; we move to / so we never keep a mount busy.
@@ -57,7 +78,7 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         Ok(d) => d,
         Err(e) => {
             error!(event = "supervisor.setup_failed", step = "cwd", error = %e, "cannot read the working directory");
-            return ExitCode::Internal.code();
+            return setup_failed(format!("cannot read the working directory: {e}"));
         }
     };
     // Relative paths on the command line mean the start directory, not `/`.
@@ -75,9 +96,13 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         Err(e) => {
             error!(event = "supervisor.setup_failed", step = "status", dir = %args.status_dir.display(), error = %e,
                 "cannot write status.json; pass a writable --status-dir");
-            return ExitCode::Internal.code();
+            return setup_failed(format!(
+                "cannot write status.json in {}: {e}",
+                args.status_dir.display()
+            ));
         }
     };
+    report.last_word = last_word;
     // The policy is read and compiled before anything runs: a bad policy fails closed.
     let sandbox = if args.no_policy {
         warn!(

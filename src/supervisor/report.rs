@@ -13,6 +13,8 @@ use tracing::{error, info};
 pub struct Reporter {
     dir: PathBuf,
     pub status: Status,
+    /// `--termination-message`: written with every terminal phase (the last thing before exit).
+    pub last_word: Option<super::last_word::TerminationLog>,
 }
 
 impl Reporter {
@@ -50,7 +52,11 @@ impl Reporter {
             },
         };
         info!(event = "phase", phase = "Booting", "phase changed");
-        Ok(Reporter { dir, status })
+        Ok(Reporter {
+            dir,
+            status,
+            last_word: None,
+        })
     }
 
     /// Enters `phase`. `reason` and `message` describe a failure (or a notable transition).
@@ -70,6 +76,11 @@ impl Reporter {
             _ => info!(event = "phase", phase = %phase, previous = %previous, "phase changed"),
         }
         self.write();
+        if phase.is_terminal() {
+            if let Some(t) = &self.last_word {
+                t.write(phase, reason, self.status.message.as_deref());
+            }
+        }
     }
 
     /// Persists the current document (also for changes that are not phase changes, such as

@@ -1,0 +1,3 @@
+//! Backends of sandboxctl.
+
+pub mod kube;
