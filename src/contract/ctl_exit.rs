@@ -24,6 +24,9 @@ pub enum CtlExit {
     EngineError,
     /// A host-side error of sandboxctl itself (state directory I/O, corrupt state).
     Internal,
+    /// The backend cannot be reached or used at all: no kubeconfig, an unknown context, the
+    /// API server does not answer, its credentials are refused.
+    BackendUnavailable,
     /// `--wait` gave up before the sandbox was Ready.
     Timeout,
     /// The sandbox ended up Failed, Error, Stopped or Missing instead of Ready.
@@ -31,7 +34,7 @@ pub enum CtlExit {
 }
 
 impl CtlExit {
-    pub const ALL: [CtlExit; 11] = [
+    pub const ALL: [CtlExit; 12] = [
         CtlExit::Ok,
         CtlExit::Usage,
         CtlExit::BadName,
@@ -41,6 +44,7 @@ impl CtlExit {
         CtlExit::EngineNotRunning,
         CtlExit::EngineError,
         CtlExit::Internal,
+        CtlExit::BackendUnavailable,
         CtlExit::Timeout,
         CtlExit::SandboxFailed,
     ];
@@ -56,6 +60,7 @@ impl CtlExit {
             CtlExit::EngineNotRunning => 69,
             CtlExit::EngineError => 70,
             CtlExit::Internal => 71,
+            CtlExit::BackendUnavailable => 73,
             CtlExit::Timeout => 75,
             CtlExit::SandboxFailed => 76,
         }
@@ -72,6 +77,7 @@ impl CtlExit {
             CtlExit::EngineNotRunning => "engine_not_running",
             CtlExit::EngineError => "engine_error",
             CtlExit::Internal => "internal",
+            CtlExit::BackendUnavailable => "backend_unavailable",
             CtlExit::Timeout => "timeout",
             CtlExit::SandboxFailed => "sandbox_failed",
         }

@@ -18,6 +18,8 @@
 //! fields a newer server has, so every change is a JSON merge patch of just the fields
 //! sandboxctl owns, never a read-modify-replace of the whole object.
 
+pub mod client;
+pub mod ops;
 pub mod phase;
 pub mod render;
 
