@@ -27,6 +27,18 @@ pub struct Cli {
     /// Lowest level that is logged on stderr (debug shows every engine command).
     #[arg(long, global = true, value_enum, default_value = "info")]
     pub log_level: LogLevel,
+    /// Where sandboxes run. For `create` the backend to create on (default podman); for the
+    /// other verbs `kube` addresses the cluster's sandboxes (they have no host state), while
+    /// podman, docker or nothing address the sandboxes under the state root.
+    #[arg(long, global = true, value_enum, value_name = "BACKEND")]
+    pub backend: Option<BackendArg>,
+    /// kube: the kubeconfig context to use (default: the current context, else the
+    /// in-cluster service account).
+    #[arg(long, global = true, value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// kube: the namespace of the sandboxes (default: the context's, else `default`).
+    #[arg(long, short = 'n', global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
     #[command(subcommand)]
     pub verb: Verb,
 }
@@ -53,6 +65,31 @@ pub enum Verb {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Podman,
+    Docker,
+    /// A StatefulSet with a workspace PVC in a Kubernetes cluster.
+    Kube,
+}
+
+impl BackendArg {
+    /// The container engine, for the host-state backends.
+    pub fn engine(self) -> Option<Backend> {
+        match self {
+            BackendArg::Podman => Some(Backend::Podman),
+            BackendArg::Docker => Some(Backend::Docker),
+            BackendArg::Kube => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CreateOutput {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Table,
     Json,
@@ -76,17 +113,27 @@ pub struct CreateArgs {
     /// Sandbox name: a DNS label (lowercase letters, digits, '-'; at most 42 characters).
     pub name: String,
     /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images").
+    /// Required for podman and docker; kube defaults to localhost/openshell-sandbox:dev.
     #[arg(long, value_name = "IMAGE")]
-    pub image: String,
-    /// Container engine for this sandbox; recorded, later verbs use it.
-    #[arg(long, value_enum, default_value = "podman")]
-    pub backend: Backend,
+    pub image: Option<String>,
     /// Environment for the sandbox (repeatable).
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<String>,
     /// Create only; the recorded intent is "stopped" until `start`.
     #[arg(long)]
     pub no_start: bool,
+    /// kube: size of the workspace PVC (a Kubernetes quantity).
+    #[arg(long, value_name = "QUANTITY", default_value = "2Gi")]
+    pub workspace_size: String,
+    /// kube: storage class of the workspace PVC (default: the cluster's default class).
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// kube: print the objects instead of creating them (for kubectl apply or GitOps).
+    #[arg(long, requires = "output")]
+    pub dry_run: bool,
+    /// kube, with --dry-run: the objects as a YAML stream or a JSON List.
+    #[arg(long, short = 'o', value_enum, requires = "dry_run")]
+    pub output: Option<CreateOutput>,
     #[command(flatten)]
     pub wait: WaitArgs,
     /// The agent command, replacing the image's CMD (after `--`).
@@ -249,8 +296,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.state_root(), PathBuf::from("/tmp/x"));
+        assert_eq!(cli.backend, Some(BackendArg::Docker));
         let Verb::Create(c) = cli.verb else { panic!() };
-        assert_eq!(c.backend, Backend::Docker);
         assert_eq!(c.env, ["A=1", "B="]);
         assert!(c.no_start);
         assert_eq!(c.command, ["sh", "-c", "sleep 1"]);

@@ -24,9 +24,15 @@ pub fn main() -> i32 {
         Err(code) => return code,
     };
     crate::log::init(cli.log_format, cli.log_level);
+    if cli.backend == Some(cli::BackendArg::Kube) {
+        return kube_verb(&cli);
+    }
     let root = StateRoot::new(cli.state_root());
     match &cli.verb {
-        Verb::Create(a) => verbs::create::create(&root, a),
+        Verb::Create(a) => {
+            let backend = cli.backend.and_then(cli::BackendArg::engine);
+            verbs::create::create(&root, backend.unwrap_or(engine::Backend::Podman), a)
+        }
         Verb::Start(a) => verbs::lifecycle::start(&root, a),
         Verb::Stop(a) => verbs::lifecycle::stop(&root, a),
         Verb::Resume(a) => verbs::lifecycle::resume(&root, a),
@@ -34,5 +40,24 @@ pub fn main() -> i32 {
         Verb::Status(a) => verbs::read::status(&root, a),
         Verb::List(a) => verbs::read::list(&root, a),
         Verb::Watch(a) => verbs::read::watch(&root, a),
+    }
+}
+
+/// `--backend kube`: the cluster holds everything, the state root is not used.
+fn kube_verb(cli: &Cli) -> i32 {
+    use backend::kube::verbs as k;
+    let target = backend::kube::client::Target {
+        context: cli.context.clone(),
+        namespace: cli.namespace.clone(),
+    };
+    match &cli.verb {
+        Verb::Create(a) => k::create(&target, a),
+        Verb::Start(a) => k::start(&target, a),
+        Verb::Stop(a) => k::stop(&target, a),
+        Verb::Resume(a) => k::resume(&target, a),
+        Verb::Delete(a) => k::delete(&target, a),
+        Verb::Status(a) => k::status(&target, a),
+        Verb::List(a) => k::list(&target, a),
+        Verb::Watch(a) => k::watch(&target, a),
     }
 }

@@ -4,7 +4,7 @@ use super::lifecycle::start_one;
 use crate::contract::time::now_rfc3339;
 use crate::contract::CtlExit;
 use crate::shim::cli::CreateArgs;
-use crate::shim::engine::{CreateSpec, Engine, ImageConfig};
+use crate::shim::engine::{Backend, CreateSpec, Engine, ImageConfig};
 use crate::shim::error::{CtlError, Outcome};
 use crate::shim::names::{self, Name};
 use crate::shim::observe::{observe_one, Sandbox};
@@ -23,14 +23,26 @@ pub const WORKSPACE_PATH: &str = "/sandbox";
 /// `Stopped` and exits. The engine must not cut that short.
 pub const STOP_MARGIN_SECS: u64 = 10;
 
-pub fn create(root: &StateRoot, args: &CreateArgs) -> i32 {
+pub fn create(root: &StateRoot, backend: Backend, args: &CreateArgs) -> i32 {
     let mut outcome = Outcome::default();
-    outcome.record(run(root, args));
+    outcome.record(run(root, backend, args));
     outcome.code()
 }
 
-fn run(root: &StateRoot, args: &CreateArgs) -> Result<(), CtlError> {
+fn run(root: &StateRoot, backend: Backend, args: &CreateArgs) -> Result<(), CtlError> {
     let name = Name::parse(&args.name).map_err(|e| CtlError::new(CtlExit::BadName, e))?;
+    let Some(image) = args.image.as_deref() else {
+        return Err(CtlError::new(
+            CtlExit::Usage,
+            format!("create --backend {backend} needs --image IMAGE"),
+        ));
+    };
+    if args.dry_run {
+        return Err(CtlError::new(
+            CtlExit::Usage,
+            "--dry-run is for --backend kube (podman and docker have no objects to print)",
+        ));
+    }
     let about = |e: CtlError| e.about(name.as_str());
     if root.dir(&name).exists() {
         return Err(about(CtlError::new(
@@ -41,14 +53,12 @@ fn run(root: &StateRoot, args: &CreateArgs) -> Result<(), CtlError> {
             ),
         )));
     }
-    let engine = Engine::new(args.backend);
-    let image = engine
-        .image_config(&args.image)
-        .map_err(|e| about(e.into()))?;
-    let sup = SupervisorSettings::from_image(&image).map_err(|e| {
+    let engine = Engine::new(backend);
+    let config = engine.image_config(image).map_err(|e| about(e.into()))?;
+    let sup = SupervisorSettings::from_image(&config).map_err(|e| {
         about(CtlError::new(
             CtlExit::Usage,
-            format!("image {} cannot run as a sandbox: {e}", args.image),
+            format!("image {image} cannot run as a sandbox: {e}"),
         ))
     })?;
     let (container, volume) = (name.container(), name.volume());
@@ -65,7 +75,7 @@ fn run(root: &StateRoot, args: &CreateArgs) -> Result<(), CtlError> {
             };
             return Err(about(CtlError::new(
                 CtlExit::Conflict,
-                format!("{} already has a {what} named {obj} that sandboxctl does not know under {}; remove it or pick another name", args.backend, root.path.display()),
+                format!("{} already has a {what} named {obj} that sandboxctl does not know under {}; remove it or pick another name", backend, root.path.display()),
             )));
         }
     }
@@ -88,8 +98,8 @@ fn run(root: &StateRoot, args: &CreateArgs) -> Result<(), CtlError> {
     let record = Record {
         schema_version: RECORD_VERSION,
         name: name.to_string(),
-        backend: args.backend,
-        image: args.image.clone(),
+        backend,
+        image: image.to_owned(),
         container: container.clone(),
         volume: volume.clone(),
         status_path: sup.status_dir.clone(),
@@ -105,7 +115,7 @@ fn run(root: &StateRoot, args: &CreateArgs) -> Result<(), CtlError> {
         container,
         volume,
         hostname: name.to_string(),
-        image: args.image.clone(),
+        image: image.to_owned(),
         labels: vec![
             (names::LABEL_SANDBOX.into(), name.to_string()),
             (names::LABEL_MANAGED_BY.into(), names::MANAGED_BY.into()),
@@ -121,7 +131,7 @@ fn run(root: &StateRoot, args: &CreateArgs) -> Result<(), CtlError> {
         stop_timeout_secs,
         command: args.command.clone(),
     };
-    info!(event = "create.begin", sandbox = %name, backend = %args.backend, image = %args.image,
+    info!(event = "create.begin", sandbox = %name, backend = %backend, image = %image,
         stop_timeout_secs, "creating");
     let made = dir
         .write_intent(intent, "create")

@@ -22,6 +22,7 @@ pub mod client;
 pub mod ops;
 pub mod phase;
 pub mod render;
+pub mod verbs;
 
 /// The pod's only container.
 pub const CONTAINER: &str = "sandbox";

@@ -22,8 +22,8 @@
 //!   "baseline" Pod Security Standard, not "restricted" (which forbids root).
 
 use super::{
-    ANNOTATION_INTENT, ANNOTATION_INTENT_AT, ANNOTATION_INTENT_BY, CONTAINER, LABEL_APP_NAME,
-    LABEL_APP_NAME_VALUE, LABEL_MANAGED_BY, WORKSPACE_VOLUME,
+    ANNOTATION_INTENT, ANNOTATION_INTENT_AT, ANNOTATION_INTENT_BY, ANNOTATION_INTENT_GENERATION,
+    CONTAINER, LABEL_APP_NAME, LABEL_APP_NAME_VALUE, LABEL_MANAGED_BY, WORKSPACE_VOLUME,
 };
 use crate::shim::names::{self, Name};
 use k8s_openapi::api::apps::v1::{
@@ -157,6 +157,8 @@ pub fn stateful_set(spec: &SandboxSpec) -> StatefulSet {
         (ANNOTATION_INTENT.into(), spec.intent.intent.clone()),
         (ANNOTATION_INTENT_AT.into(), spec.intent.at.clone()),
         (ANNOTATION_INTENT_BY.into(), spec.intent.by.clone()),
+        // A new object's generation is 1: the intent is recorded with it, acted on at once.
+        (ANNOTATION_INTENT_GENERATION.into(), "1".into()),
     ]));
     let retain = || Some("Retain".to_owned());
     StatefulSet {
