@@ -182,10 +182,13 @@ fn targets(kube: &Kube, t: &Targets) -> Result<Vec<Result<Name, CtlError>>, CtlE
 /// `-t` shortens that for this stop by deleting the pod with that grace. The PVC stays.
 fn stop_one(kube: &Kube, name: &Name, time: Option<u64>, by: &str) -> Result<KubeView, CtlError> {
     let t0 = Instant::now();
-    let grace = match time {
-        Some(t) => t,
-        None => grace_of(&kube.observe_one(name)?),
-    };
+    let before = kube.observe_one(name)?;
+    if before.derived.phase == SandboxPhase::Created {
+        // Never started: nothing to stop, and it stays Created (as on podman and docker).
+        println!("{}", summary(&before));
+        return Ok(before);
+    }
+    let grace = time.unwrap_or_else(|| grace_of(&before));
     info!(event = "stop.begin", sandbox = %name, container = %pod_name(&name.container()),
         timeout_secs = grace, "stopping");
     kube.set_intent(name, Intent::Stopped, by)?;
