@@ -66,8 +66,22 @@ proc          0555 0:0
 dev           0755 0:0
 sys           0555 0:0
 tmp           1777 0:0
+opt           0755 0:0
+opt/openshell 0755 0:0
 sandbox       0755 1000:1000
 EOF
+
+# The seed tree (images/seed/): the supervisor copies it into a fresh workspace (a new
+# volume, PVC or VM disk) before the boot hook, keeping these owners and modes. /sandbox
+# itself stays an empty mount point; the seed root's owner and mode become the workspace
+# root's.
+stage_seed() {
+    install -d -m 0755 -o 1000 -g 1000 "$1"
+    cp -R --no-preserve=ownership "$here/seed/." "$1/"
+    chown -R 1000:1000 "$1"
+    chmod -R u=rwX,go=rX "$1"
+}
+stage_seed "$root/opt/openshell/seed"
 
 install -m 0755 -o 0 -g 0 "$supervisor" "$root/usr/bin/supervisor"
 install -m 0755 -o 0 -g 0 "$busybox" "$root/bin/busybox"

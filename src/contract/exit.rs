@@ -25,6 +25,8 @@ pub enum ExitCode {
     Enforcement,
     /// The child crash-looped past `--max-restarts`.
     CrashLoop,
+    /// The seed tree could not be copied into the workspace.
+    SeedFailed,
     /// The child command exists but cannot be executed.
     NotExecutable,
     /// The child command was not found.
@@ -32,7 +34,7 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 11] = [
+    pub const ALL: [ExitCode; 12] = [
         ExitCode::Ok,
         ExitCode::Usage,
         ExitCode::Internal,
@@ -42,6 +44,7 @@ impl ExitCode {
         ExitCode::HookUntrusted,
         ExitCode::Enforcement,
         ExitCode::CrashLoop,
+        ExitCode::SeedFailed,
         ExitCode::NotExecutable,
         ExitCode::NotFound,
     ];
@@ -57,6 +60,7 @@ impl ExitCode {
             ExitCode::HookUntrusted => 82,
             ExitCode::Enforcement => 83,
             ExitCode::CrashLoop => 84,
+            ExitCode::SeedFailed => 85,
             ExitCode::NotExecutable => 126,
             ExitCode::NotFound => 127,
         }
@@ -73,6 +77,7 @@ impl ExitCode {
             ExitCode::HookUntrusted => "hook_untrusted",
             ExitCode::Enforcement => "enforcement",
             ExitCode::CrashLoop => "crash_loop",
+            ExitCode::SeedFailed => "seed_failed",
             ExitCode::NotExecutable => "not_executable",
             ExitCode::NotFound => "not_found",
         }
@@ -90,6 +95,7 @@ impl ExitCode {
             ExitCode::HookUntrusted => "boot hook failed the trust check",
             ExitCode::Enforcement => "the sandbox could not be applied to the child",
             ExitCode::CrashLoop => "more than --max-restarts restarts within --restart-window",
+            ExitCode::SeedFailed => "the seed tree could not be copied into the workspace",
             ExitCode::NotExecutable => "the command cannot be executed",
             ExitCode::NotFound => "the command was not found",
         }

@@ -83,6 +83,8 @@ pub enum Reason {
     ConfigInvalid,
     /// The supervisor itself hit an operating-system error it cannot recover from.
     Internal,
+    /// The seed tree could not be copied into the workspace.
+    SeedFailed,
 }
 
 impl Reason {
@@ -97,6 +99,7 @@ impl Reason {
             Reason::ChildFailed => "child_failed",
             Reason::ConfigInvalid => "config_invalid",
             Reason::Internal => "internal",
+            Reason::SeedFailed => "seed_failed",
         }
     }
 }

@@ -128,6 +128,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub termination_message: Option<PathBuf>,
 
+    /// The workspace: seeded from --seed on its first boot (when it has no `.openshell-seeded`).
+    #[arg(long, value_name = "DIR", default_value = crate::supervisor::seed::DEFAULT_WORKSPACE)]
+    pub workspace: PathBuf,
+    /// Seed tree copied into a fresh workspace before the hook runs; a missing tree is skipped.
+    #[arg(long, value_name = "DIR", default_value = crate::supervisor::seed::DEFAULT_SEED)]
+    pub seed: PathBuf,
+    /// Do not seed the workspace.
+    #[arg(long, conflicts_with = "seed")]
+    pub no_seed: bool,
+
     #[command(flatten)]
     pub log: LogArgs,
 

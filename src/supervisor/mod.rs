@@ -8,6 +8,7 @@ mod last_word;
 mod report;
 pub mod restart;
 mod run;
+pub mod seed;
 pub mod status_cmd;
 mod tree;
 
@@ -82,7 +83,13 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         }
     };
     // Relative paths on the command line mean the start directory, not `/`.
-    for p in [&mut args.hook, &mut args.policy, &mut args.status_dir] {
+    for p in [
+        &mut args.hook,
+        &mut args.policy,
+        &mut args.status_dir,
+        &mut args.workspace,
+        &mut args.seed,
+    ] {
         if p.is_relative() {
             *p = cwd.join(&*p);
         }
@@ -103,6 +110,11 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         }
     };
     report.last_word = last_word;
+    // A fresh workspace gets the image's seed tree before the policy's paths are opened and
+    // before the hook runs.
+    if let Err(code) = seed::at_boot(&args, &mut report) {
+        return code;
+    }
     // The policy is read and compiled before anything runs: a bad policy fails closed.
     let sandbox = if args.no_policy {
         warn!(
