@@ -20,7 +20,11 @@ fn render(args: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -123,15 +127,25 @@ fn the_kustomize_base_in_deploy_passes_too() {
         }
         checked += 1;
     }
-    assert!(checked >= 2, "deploy/base has the Service and the StatefulSet");
+    assert!(
+        checked >= 2,
+        "deploy/base has the Service and the StatefulSet"
+    );
     // The base is what sandboxctl renders for a sandbox named `sandbox`, so they cannot drift.
     let rendered = render(&["sandbox", "-n", "openshell"]);
     for file in ["service.yaml", "statefulset.yaml"] {
         let body = std::fs::read_to_string(dir.join(file)).unwrap();
-        let body: String = body.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+        let body: String = body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
         let object = body.trim_start_matches("---\n").trim();
         let without_time = |s: &str| -> String {
-            s.lines().filter(|l| !l.contains("io.openshell.intent-at")).collect::<Vec<_>>().join("\n")
+            s.lines()
+                .filter(|l| !l.contains("io.openshell.intent-at"))
+                .collect::<Vec<_>>()
+                .join("\n")
         };
         assert!(
             without_time(&rendered).contains(&without_time(object)),

@@ -41,7 +41,10 @@ fn pod_and_pvc(sts: &Value) -> (Value, Value) {
     let name = sts["metadata"]["name"].as_str().unwrap();
     let pod_name = format!("{name}-0");
     let claim_tpl = &sts["spec"]["volumeClaimTemplates"][0];
-    let claim = format!("{}-{pod_name}", claim_tpl["metadata"]["name"].as_str().unwrap());
+    let claim = format!(
+        "{}-{pod_name}",
+        claim_tpl["metadata"]["name"].as_str().unwrap()
+    );
     let tpl = &sts["spec"]["template"];
     let mut spec = tpl["spec"].clone();
     spec["volumes"]
@@ -95,13 +98,29 @@ fn the_rendered_pod_runs_for_real_under_podman_kube_play() {
     let name = format!("play{}", std::process::id());
     let out = ok(
         SANDBOXCTL,
-        &["--backend", "kube", "create", "--dry-run", "-o", "json", &name, "--image", image],
+        &[
+            "--backend",
+            "kube",
+            "create",
+            "--dry-run",
+            "-o",
+            "json",
+            &name,
+            "--image",
+            image,
+        ],
     );
     let list: Value = serde_json::from_str(&out).unwrap();
-    let sts = list["items"].as_array().unwrap().iter().find(|o| o["kind"] == "StatefulSet").unwrap();
+    let sts = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "StatefulSet")
+        .unwrap();
     let (pod, pvc) = pod_and_pvc(sts);
     let container = &pod["spec"]["containers"][0];
-    let probe: Vec<String> = serde_json::from_value(container["readinessProbe"]["exec"]["command"].clone()).unwrap();
+    let probe: Vec<String> =
+        serde_json::from_value(container["readinessProbe"]["exec"]["command"].clone()).unwrap();
     let pod_name = pod["metadata"]["name"].as_str().unwrap().to_owned();
     let ctr = format!("{pod_name}-{}", container["name"].as_str().unwrap());
 
@@ -112,7 +131,11 @@ fn the_rendered_pod_runs_for_real_under_podman_kube_play() {
     std::fs::write(&pod_file, pod.to_string()).unwrap();
     std::fs::write(&pvc_file, pvc.to_string()).unwrap();
     let volume = pvc["metadata"]["name"].as_str().unwrap().to_owned();
-    let _cleanup = Cleanup { pod_file: pod_file.clone(), volume: volume.clone(), dir: dir.clone() };
+    let _cleanup = Cleanup {
+        pod_file: pod_file.clone(),
+        volume: volume.clone(),
+        dir: dir.clone(),
+    };
 
     // The PVC once (playing it again fails with "volume already exists"), then the pod.
     ok("podman", &["kube", "play", &pvc_file]);
@@ -123,29 +146,61 @@ fn the_rendered_pod_runs_for_real_under_podman_kube_play() {
     let sh = |script: &str| ok("podman", &["exec", &ctr, "/bin/sh", "-c", script]);
     // The supervisor is PID 1 with the pod's command line.
     let cmdline = sh("tr '\\0' ' ' < /proc/1/cmdline");
-    assert!(cmdline.starts_with("/usr/bin/supervisor --hook"), "{cmdline}");
-    assert!(cmdline.contains("--termination-message /dev/termination-log"), "{cmdline}");
+    assert!(
+        cmdline.starts_with("/usr/bin/supervisor --hook"),
+        "{cmdline}"
+    );
+    assert!(
+        cmdline.contains("--termination-message /dev/termination-log"),
+        "{cmdline}"
+    );
     // With exactly the capabilities the pod asks for: CHOWN DAC_OVERRIDE FOWNER KILL
     // SETGID SETPCAP SETUID = bits 0 1 3 5 6 8 7 = 0x1eb; no privilege escalation.
     let status1 = sh("cat /proc/1/status");
-    assert!(status1.lines().any(|l| l == "CapEff:\t00000000000001eb"), "{status1}");
+    assert!(
+        status1.lines().any(|l| l == "CapEff:\t00000000000001eb"),
+        "{status1}"
+    );
     assert!(status1.lines().any(|l| l == "NoNewPrivs:\t1"), "{status1}");
     // A read-only root.
-    let (code, _, err) = run("podman", &["exec", &ctr, "/bin/sh", "-c", "echo x > /etc/x"]);
+    let (code, _, err) = run(
+        "podman",
+        &["exec", &ctr, "/bin/sh", "-c", "echo x > /etc/x"],
+    );
     assert_ne!(code, 0, "the root filesystem is writable");
     assert!(err.contains("Read-only"), "{err}");
     // The fresh PVC was seeded from the image (vm branch's supervisor seeding).
     let ls = sh("ls -a /sandbox");
-    assert!(ls.contains(".openshell-seeded") && ls.contains("index.html"), "{ls}");
+    assert!(
+        ls.contains(".openshell-seeded") && ls.contains("index.html"),
+        "{ls}"
+    );
     // The agent is confined: not root, no capabilities, no_new_privs, seccomp filter, and
     // Landlock: it cannot write outside its trees.
-    let agent = sh("for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = httpd ] && echo ${p#/proc/}; done").trim().to_owned();
+    let agent =
+        sh("for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = httpd ] && echo ${p#/proc/}; done")
+            .trim()
+            .to_owned();
     assert!(!agent.is_empty(), "no agent process");
     let st = sh(&format!("cat /proc/{agent}/status"));
-    for want in ["Uid:\t1000\t1000\t1000\t1000", "CapEff:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"] {
+    for want in [
+        "Uid:\t1000\t1000\t1000\t1000",
+        "CapEff:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+    ] {
         assert!(st.lines().any(|l| l == want), "agent lacks {want:?}:\n{st}");
     }
-    ok("podman", &["exec", &ctr, "/bin/sh", "-c", "echo kept > /sandbox/mine.txt"]);
+    ok(
+        "podman",
+        &[
+            "exec",
+            &ctr,
+            "/bin/sh",
+            "-c",
+            "echo kept > /sandbox/mine.txt",
+        ],
+    );
 
     // Stop: SIGTERM to PID 1, which stops the agent and writes its last word.
     let t1 = Instant::now();
@@ -153,10 +208,19 @@ fn the_rendered_pod_runs_for_real_under_podman_kube_play() {
     let stop_time = t1.elapsed();
     let logs = run("podman", &["logs", &ctr]).2;
     assert!(
-        logs.lines().any(|l| l.contains("\"event\":\"termination.written\"") && l.contains("\"line\":\"Stopped\"")),
+        logs.lines()
+            .any(|l| l.contains("\"event\":\"termination.written\"")
+                && l.contains("\"line\":\"Stopped\"")),
         "no termination message written:\n{logs}"
     );
-    let (state, _, _) = (ok("podman", &["inspect", "--format", "{{.State.ExitCode}}", &ctr]), 0, 0);
+    let (state, _, _) = (
+        ok(
+            "podman",
+            &["inspect", "--format", "{{.State.ExitCode}}", &ctr],
+        ),
+        0,
+        0,
+    );
     assert_eq!(state.trim(), "0", "a requested stop exits 0");
     ok("podman", &["kube", "down", &pod_file]);
 
@@ -165,8 +229,15 @@ fn the_rendered_pod_runs_for_real_under_podman_kube_play() {
     ok("podman", &["kube", "play", &pod_file]);
     let second_ready = until_ready(&ctr, &probe, t2);
     let sh = |script: &str| ok("podman", &["exec", &ctr, "/bin/sh", "-c", script]);
-    assert_eq!(sh("cat /sandbox/mine.txt").trim(), "kept", "the workspace survived kube down + play");
-    let boots = sh("grep -c '^boot ' /sandbox/.boot.log").trim().parse::<u32>().unwrap();
+    assert_eq!(
+        sh("cat /sandbox/mine.txt").trim(),
+        "kept",
+        "the workspace survived kube down + play"
+    );
+    let boots = sh("grep -c '^boot ' /sandbox/.boot.log")
+        .trim()
+        .parse::<u32>()
+        .unwrap();
     assert_eq!(boots, 2, "the boot hook ran on each start");
     eprintln!(
         "kube play timings: first start to Ready {first_ready:?}; pod stop {stop_time:?}; start to Ready after kube down {second_ready:?}"
