@@ -570,6 +570,8 @@ impl Kube {
     }
 }
 
+// Short-lived, one per watch event: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Sts(Result<WatchEvent<StatefulSet>, kube::Error>),
     Pod(Result<WatchEvent<Pod>, kube::Error>),

@@ -489,12 +489,13 @@ mod tests {
         let run = intent(Intent::Running, "start", 2);
         let stop = intent(Intent::Stopped, "stop", 3);
         let hook = "Failed/hook_failed: boot hook exited with code 3";
-        let cases: Vec<(
+        type Case<'a> = (
             Pod,
-            &StoredIntent,
-            (SandboxPhase, Option<&str>),
+            &'a StoredIntent,
+            (SandboxPhase, Option<&'a str>),
             Option<i32>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 pod("Running", running(), None, true),
                 &run,
