@@ -177,10 +177,11 @@ fn the_rendered_pod_runs_for_real_under_podman_kube_play() {
     );
     // The agent is confined: not root, no capabilities, no_new_privs, seccomp filter, and
     // Landlock: it cannot write outside its trees.
-    let agent =
-        sh("for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = httpd ] && echo ${p#/proc/}; done")
-            .trim()
-            .to_owned();
+    let agent = sh(
+        "for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = httpd ] && echo ${p#/proc/}; done; true",
+    )
+    .trim()
+    .to_owned();
     assert!(!agent.is_empty(), "no agent process");
     let st = sh(&format!("cat /proc/{agent}/status"));
     for want in [
