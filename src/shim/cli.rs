@@ -329,7 +329,8 @@ mod tests {
             &["sandboxctl", "resume"],
             &["sandboxctl", "start"],
             &["sandboxctl", "start", "a", "--wait", "--no-wait"],
-            &["sandboxctl", "create", "a"],
+            &["sandboxctl", "create", "a", "--dry-run"],
+            &["sandboxctl", "create", "a", "-o", "yaml"],
             &[
                 "sandboxctl",
                 "create",
