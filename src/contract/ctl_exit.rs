@@ -24,6 +24,9 @@ pub enum CtlExit {
     EngineError,
     /// A host-side error of sandboxctl itself (state directory I/O, corrupt state).
     Internal,
+    /// Another sandboxctl holds the sandbox's lock (it is stopping, starting or deleting
+    /// it) and did not let go within `--lock-timeout`; the message names the holder.
+    Busy,
     /// The backend cannot be reached or used at all: no kubeconfig, an unknown context, the
     /// API server does not answer, its credentials are refused.
     BackendUnavailable,
@@ -34,7 +37,7 @@ pub enum CtlExit {
 }
 
 impl CtlExit {
-    pub const ALL: [CtlExit; 12] = [
+    pub const ALL: [CtlExit; 13] = [
         CtlExit::Ok,
         CtlExit::Usage,
         CtlExit::BadName,
@@ -44,6 +47,7 @@ impl CtlExit {
         CtlExit::EngineNotRunning,
         CtlExit::EngineError,
         CtlExit::Internal,
+        CtlExit::Busy,
         CtlExit::BackendUnavailable,
         CtlExit::Timeout,
         CtlExit::SandboxFailed,
@@ -60,6 +64,7 @@ impl CtlExit {
             CtlExit::EngineNotRunning => 69,
             CtlExit::EngineError => 70,
             CtlExit::Internal => 71,
+            CtlExit::Busy => 72,
             CtlExit::BackendUnavailable => 73,
             CtlExit::Timeout => 75,
             CtlExit::SandboxFailed => 76,
@@ -77,6 +82,7 @@ impl CtlExit {
             CtlExit::EngineNotRunning => "engine_not_running",
             CtlExit::EngineError => "engine_error",
             CtlExit::Internal => "internal",
+            CtlExit::Busy => "busy",
             CtlExit::BackendUnavailable => "backend_unavailable",
             CtlExit::Timeout => "timeout",
             CtlExit::SandboxFailed => "sandbox_failed",

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 pub const SCHEMA_VERSION: u32 = 1;
 pub const FILE_NAME: &str = "status.json";
 pub const DEFAULT_DIR: &str = "/run/openshell";
+/// Readers refuse a status file larger than this (a real one is about 1 KiB): whoever
+/// controls the status directory must not make a reader allocate or read without bound.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -120,12 +123,21 @@ impl Status {
 
     pub fn read(dir: &Path) -> io::Result<Status> {
         let body = fs::read(path_in(dir))?;
-        serde_json::from_slice(&body).map_err(|e| {
+        Status::parse(&body).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: {e}", path_in(dir).display()),
             )
         })
+    }
+
+    /// The one parser of status documents: what every reader of the file uses on its bytes.
+    /// An empty or torn file is an error like any other malformed document.
+    pub fn parse(body: &[u8]) -> Result<Status, String> {
+        if body.is_empty() {
+            return Err("the file is empty".to_owned());
+        }
+        serde_json::from_slice(body).map_err(|e| format!("not a status document: {e}"))
     }
 }
 

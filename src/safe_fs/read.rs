@@ -53,12 +53,40 @@ pub fn read_regular_at(dir: &Path, name: &str, max: u64) -> Result<Vec<u8>, Read
         libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
     )
     .map_err(classify_open)?;
-    let fd = open_at(
+    // O_PATH opens nothing: a FIFO's writer is not woken, a device's open handler (a
+    // watchdog, a tape) never runs. Only a regular file is then opened for reading, and
+    // through the descriptor, so a name swapped after the check cannot be what is opened.
+    let path_fd = open_at(
         d.as_raw_fd(),
         OsStr::new(name),
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+        libc::O_PATH | libc::O_NOFOLLOW,
     )
     .map_err(classify_open)?;
+    let st = fstat(path_fd.as_raw_fd()).map_err(ReadError::Io)?;
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFREG {
+        return Err(ReadError::NotRegular {
+            kind: kind_name(kind),
+        });
+    }
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let proc_path = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
+    let fd = match open_at(libc::AT_FDCWD, OsStr::new(&proc_path), flags) {
+        Ok(fd) => fd,
+        // No /proc (a VM's init before mounting it): by name, then the inode must match.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            let fd = open_at(d.as_raw_fd(), OsStr::new(name), flags | libc::O_NOFOLLOW)
+                .map_err(classify_open)?;
+            let now = fstat(fd.as_raw_fd()).map_err(ReadError::Io)?;
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+                return Err(ReadError::Io(io::Error::other(
+                    "replaced while it was being opened",
+                )));
+            }
+            fd
+        }
+        Err(e) => return Err(ReadError::Io(e)),
+    };
     read_regular_fd(fd, max)
 }
 
@@ -124,6 +152,7 @@ fn kind_name(kind: u32) -> &'static str {
 mod tests {
     use super::*;
     use std::fs;
+    use std::os::unix::fs::OpenOptionsExt;
 
     #[test]
     fn refuses_links_fifos_and_big_files_without_blocking() {
@@ -155,6 +184,41 @@ mod tests {
             read_regular_at(&d, "big", 99),
             Err(ReadError::TooLarge { size: 100, max: 99 })
         ));
+        // The FIFO was never opened: a writer blocked in open() is still blocked.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let woken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (p, woken) = (d.join("fifo"), woken.clone());
+            std::thread::spawn(move || {
+                tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+                let f = fs::OpenOptions::new().write(true).open(p);
+                woken.store(true, std::sync::atomic::Ordering::SeqCst);
+                drop(f);
+            })
+        };
+        let tid = tid_rx.recv().unwrap();
+        // Wait until the writer sits in openat (syscall 257).
+        while !fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+            .unwrap()
+            .starts_with("257 ")
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(read_regular_at(&d, "fifo", 16).is_err());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            !woken.load(std::sync::atomic::Ordering::SeqCst),
+            "reading the FIFO's name opened it (its writer woke up)"
+        );
+        // Release the writer.
+        drop(
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(d.join("fifo"))
+                .unwrap(),
+        );
+        writer.join().unwrap();
         // A symlinked directory is not entered either.
         std::os::unix::fs::symlink(&d, d.join("dirlink")).unwrap();
         assert!(read_regular_at(&d.join("dirlink"), "ok", 16).is_err());

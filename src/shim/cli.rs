@@ -1,6 +1,7 @@
 //! Command line of `sandboxctl`.
 
-use super::engine::Backend;
+use super::backend::kube::Target;
+use super::backend::BackendKind;
 use super::state::{DEFAULT_ROOT, ROOT_ENV};
 use crate::log::{Format, LogLevel};
 use crate::supervisor::cli::parse_duration;
@@ -8,8 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Host-side control of openshell sandboxes on podman or docker: create, stop and start
-/// without losing the workspace, and report each sandbox's true phase.
+/// Host-side control of openshell sandboxes on podman, docker or Kubernetes: create, stop
+/// and start without losing the workspace, and report each sandbox's true phase.
 #[derive(Debug, Parser)]
 #[command(
     name = "sandboxctl",
@@ -27,16 +28,25 @@ pub struct Cli {
     /// Lowest level that is logged on stderr (debug shows every engine command).
     #[arg(long, global = true, value_enum, default_value = "info")]
     pub log_level: LogLevel,
-    /// Where sandboxes run. For `create` the backend to create on (default podman); for the
-    /// other verbs `kube` addresses the cluster's sandboxes (they have no host state), while
-    /// podman, docker or nothing address the sandboxes under the state root.
+    /// How long a verb that changes a sandbox waits for another one holding its lock
+    /// (then exit 72 busy, naming the holder); 0 fails at once [default: the sandbox's stop
+    /// timeout plus 30s]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_timeout: Option<Duration>,
+    /// For `create`, where the sandbox runs [default: podman]; recorded, later verbs find it
+    /// there. For the other verbs, only this backend's sandboxes are addressed [default: the
+    /// podman and docker sandboxes under the state root, and the cluster's when --context or
+    /// --namespace names one].
     #[arg(long, global = true, value_enum, value_name = "BACKEND")]
-    pub backend: Option<BackendArg>,
-    /// kube: the kubeconfig context to use (default: the current context, else the
-    /// in-cluster service account).
+    pub backend: Option<BackendKind>,
+    /// kube: the kubeconfig context ($KUBECONFIG, else ~/.kube/config) [env:
+    /// OPENSHELL_KUBE_CONTEXT] [default: its current context, else the in-cluster service
+    /// account]. Naming one also addresses the cluster's sandboxes without --backend kube.
     #[arg(long, global = true, value_name = "CONTEXT")]
     pub context: Option<String>,
-    /// kube: the namespace of the sandboxes (default: the context's, else `default`).
+    /// kube: the namespace of the sandboxes [env: OPENSHELL_KUBE_NAMESPACE] [default: the
+    /// context's, else `default`]. Naming one also addresses the cluster's sandboxes without
+    /// --backend kube.
     #[arg(long, short = 'n', global = true, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
     #[command(subcommand)]
@@ -45,42 +55,23 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Verb {
-    /// Create the workspace volume, the host state and the container, then start it.
+    /// Create the workspace (volume or PVC), the record and the workload, then start it.
     Create(CreateArgs),
     /// Start (or resume) sandboxes; idempotent. The boot hook runs again on every start.
     Start(StartArgs),
-    /// Stop sandboxes gracefully, keeping the container and the workspace volume.
+    /// Stop sandboxes gracefully, keeping the workload and the workspace.
     Stop(StopArgs),
-    /// Delete sandboxes: container, workspace volume and host state. Destructive.
+    /// Delete sandboxes: workload, workspace and record. Destructive.
     Delete(DeleteArgs),
     /// Show one sandbox's phase and why.
     Status(StatusArgs),
-    /// Show every sandbox under the state root.
+    /// Show every sandbox (under the state root; in the cluster's namespace when addressed).
     List(ListArgs),
     /// Print phase transitions as they happen, until --count or --timeout.
     Watch(WatchArgs),
-    /// Start every sandbox whose recorded intent is running but whose container is not
+    /// Start every sandbox whose recorded intent is running but whose workload is not
     /// (run at host or gateway boot); intentionally stopped ones stay stopped.
     Resume(ResumeArgs),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    Podman,
-    Docker,
-    /// A StatefulSet with a workspace PVC in a Kubernetes cluster.
-    Kube,
-}
-
-impl BackendArg {
-    /// The container engine, for the host-state backends.
-    pub fn engine(self) -> Option<Backend> {
-        match self {
-            BackendArg::Podman => Some(Backend::Podman),
-            BackendArg::Docker => Some(Backend::Docker),
-            BackendArg::Kube => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -125,7 +116,7 @@ pub struct CreateArgs {
     /// kube: size of the workspace PVC (a Kubernetes quantity).
     #[arg(long, value_name = "QUANTITY", default_value = "2Gi")]
     pub workspace_size: String,
-    /// kube: storage class of the workspace PVC (default: the cluster's default class).
+    /// kube: storage class of the workspace PVC [default: the cluster's default class].
     #[arg(long, value_name = "CLASS")]
     pub storage_class: Option<String>,
     /// kube: print the objects instead of creating them (for kubectl apply or GitOps).
@@ -160,7 +151,8 @@ pub struct Targets {
         conflicts_with = "all"
     )]
     pub names: Vec<String>,
-    /// Every sandbox under the state root.
+    /// Every sandbox of every addressed backend (podman and docker: those under the state
+    /// root; kube: those in the namespace).
     #[arg(long)]
     pub all: bool,
 }
@@ -199,7 +191,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Only this sandbox (default: every sandbox under the state root).
+    /// Only this sandbox (default: every sandbox of every addressed backend).
     pub name: Option<String>,
     /// JSON lines ({"ts","sandbox","phase","previous",…}) or one text line per transition.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
@@ -218,7 +210,7 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// Every sandbox under the state root (required: resume is a sweep).
+    /// Every sandbox of every addressed backend (required: resume is a sweep).
     #[arg(long, required = true)]
     pub all: bool,
     #[command(flatten)]
@@ -237,6 +229,43 @@ impl Cli {
             })
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
+
+    /// The cluster: `--context`/`--namespace`, else $OPENSHELL_KUBE_CONTEXT and
+    /// $OPENSHELL_KUBE_NAMESPACE.
+    pub fn kube_target(&self) -> Target {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Target {
+            context: self
+                .context
+                .clone()
+                .or_else(|| env("OPENSHELL_KUBE_CONTEXT")),
+            namespace: self
+                .namespace
+                .clone()
+                .or_else(|| env("OPENSHELL_KUBE_NAMESPACE")),
+        }
+    }
+
+    /// The backends this invocation addresses: `--backend` alone for every verb but
+    /// `create` (whose name must be free everywhere); otherwise podman and docker (their
+    /// sandboxes are found under the state root without contacting anything), and kube when
+    /// the command names a cluster (`--backend kube`, a context or a namespace).
+    pub fn listed(&self, target: &Target) -> Vec<BackendKind> {
+        let create = matches!(self.verb, Verb::Create(_));
+        match self.backend {
+            Some(only) if !create => vec![only],
+            _ => {
+                let mut v = BackendKind::HOST.to_vec();
+                if self.backend == Some(BackendKind::Kube)
+                    || target.context.is_some()
+                    || target.namespace.is_some()
+                {
+                    v.push(BackendKind::Kube);
+                }
+                v
+            }
+        }
+    }
 }
 
 /// The end of `--help`: phases, state layout, exit codes (from the contract's tables).
@@ -246,11 +275,13 @@ pub fn long_help_tail() -> String {
         .map(|p| p.as_str())
         .collect();
     format!(
-        "Phases: {}.\n  While the container runs, the supervisor's own phase (from status.json) passes \
-through; README.md \"## sandboxctl\" has the derivation table.\n\n\
-State: <state-root>/<NAME>/sandbox.json, intent.json, status/status.json (bind-mounted as the \
-supervisor's --status-dir).\n\n{}",
+        "Phases: {}.\n  While the workload runs, the supervisor's own phase (from status.json) passes \
+through; README.md \"## sandboxctl\" has the derivation table.\n\
+Reasons of the sandbox's own phases: {}.\n\n\
+State (podman, docker): <state-root>/<NAME>/sandbox.json, intent.json, lock, status/status.json \
+(bind-mounted as the supervisor's --status-dir).\n\n{}",
         phases.join(", "),
+        crate::contract::sandbox::reason::ALL.join(", "),
         crate::contract::CtlExit::help_table()
     )
 }
@@ -296,7 +327,13 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.state_root(), PathBuf::from("/tmp/x"));
-        assert_eq!(cli.backend, Some(BackendArg::Docker));
+        assert_eq!(cli.backend, Some(BackendKind::Docker));
+        let t = Target::default();
+        assert_eq!(
+            cli.listed(&t),
+            BackendKind::HOST,
+            "create checks every host backend"
+        );
         let Verb::Create(c) = cli.verb else { panic!() };
         assert_eq!(c.env, ["A=1", "B="]);
         assert!(c.no_start);
@@ -331,6 +368,7 @@ mod tests {
             &["sandboxctl", "start", "a", "--wait", "--no-wait"],
             &["sandboxctl", "create", "a", "--dry-run"],
             &["sandboxctl", "create", "a", "-o", "yaml"],
+            &["sandboxctl", "create", "a", "--backend", "lxc"],
             &[
                 "sandboxctl",
                 "create",
@@ -344,5 +382,27 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
         }
+    }
+
+    #[test]
+    fn addresses_the_backends_asked_for() {
+        use BackendKind::*;
+        let parse = |argv: &[&str]| Cli::try_parse_from(argv).unwrap();
+        let none = Target::default();
+        let ns = Target {
+            context: None,
+            namespace: Some("sandboxes".into()),
+        };
+        // --image is optional at parse time: kube has a default, podman/docker refuse later.
+        let c = parse(&["sandboxctl", "create", "a", "--backend", "kube"]);
+        assert_eq!(c.listed(&none), [Podman, Docker, Kube]);
+        let c = parse(&["sandboxctl", "status", "a"]);
+        assert_eq!(c.listed(&none), [Podman, Docker]);
+        assert_eq!(c.listed(&ns), [Podman, Docker, Kube]);
+        let c = parse(&["sandboxctl", "--backend", "kube", "list"]);
+        assert_eq!(c.listed(&none), [Kube]);
+        let c = parse(&["sandboxctl", "list", "--backend", "docker", "-n", "x"]);
+        assert_eq!(c.listed(&c.kube_target()), [Docker]);
+        assert_eq!(c.kube_target().namespace.as_deref(), Some("x"));
     }
 }

@@ -1,6 +1,6 @@
 //! One error type for the verbs: what went wrong, for which sandbox, and the exit code.
 
-use super::engine::EngineError;
+use super::backend::container::EngineError;
 use crate::contract::CtlExit;
 use std::fmt;
 use tracing::error;

@@ -1,11 +1,12 @@
 //! sandboxctl: the host-side control shim. Non-destructive stop/start of sandboxes on
-//! podman or docker, with phases derived from the engine, the recorded intent and the
-//! supervisor's status.json.
+//! podman, docker or Kubernetes, with phases derived from what the backend observes, the
+//! recorded intent and the supervisor's own report. The verbs talk to backends only through
+//! `backend::Backend`.
 
 pub mod backend;
 pub mod cli;
-pub mod engine;
 pub mod error;
+pub mod lock;
 pub mod names;
 pub mod observe;
 pub mod output;
@@ -14,7 +15,9 @@ pub mod state;
 pub mod verbs;
 
 use crate::contract::CtlExit;
+use backend::{BackendKind, Context};
 use cli::{Cli, Verb};
+use observe::Backends;
 use state::StateRoot;
 
 /// Entry point of the `sandboxctl` binary; returns the process exit code.
@@ -24,40 +27,23 @@ pub fn main() -> i32 {
         Err(code) => return code,
     };
     crate::log::init(cli.log_format, cli.log_level);
-    if cli.backend == Some(cli::BackendArg::Kube) {
-        return kube_verb(&cli);
-    }
-    let root = StateRoot::new(cli.state_root());
+    let kube = cli.kube_target();
+    let ctx = Context {
+        state_root: StateRoot::new(cli.state_root()),
+        listed: cli.listed(&kube),
+        kube,
+    };
+    let bs = Backends::new(ctx, cli.lock_timeout);
     match &cli.verb {
         Verb::Create(a) => {
-            let backend = cli.backend.and_then(cli::BackendArg::engine);
-            verbs::create::create(&root, backend.unwrap_or(engine::Backend::Podman), a)
+            verbs::create::create(&bs, cli.backend.unwrap_or(BackendKind::Podman), a)
         }
-        Verb::Start(a) => verbs::lifecycle::start(&root, a),
-        Verb::Stop(a) => verbs::lifecycle::stop(&root, a),
-        Verb::Resume(a) => verbs::lifecycle::resume(&root, a),
-        Verb::Delete(a) => verbs::delete::delete(&root, a),
-        Verb::Status(a) => verbs::read::status(&root, a),
-        Verb::List(a) => verbs::read::list(&root, a),
-        Verb::Watch(a) => verbs::read::watch(&root, a),
-    }
-}
-
-/// `--backend kube`: the cluster holds everything, the state root is not used.
-fn kube_verb(cli: &Cli) -> i32 {
-    use backend::kube::verbs as k;
-    let target = backend::kube::client::Target {
-        context: cli.context.clone(),
-        namespace: cli.namespace.clone(),
-    };
-    match &cli.verb {
-        Verb::Create(a) => k::create(&target, a),
-        Verb::Start(a) => k::start(&target, a),
-        Verb::Stop(a) => k::stop(&target, a),
-        Verb::Resume(a) => k::resume(&target, a),
-        Verb::Delete(a) => k::delete(&target, a),
-        Verb::Status(a) => k::status(&target, a),
-        Verb::List(a) => k::list(&target, a),
-        Verb::Watch(a) => k::watch(&target, a),
+        Verb::Start(a) => verbs::lifecycle::start(&bs, a),
+        Verb::Stop(a) => verbs::lifecycle::stop(&bs, a),
+        Verb::Resume(a) => verbs::lifecycle::resume(&bs, a),
+        Verb::Delete(a) => verbs::delete::delete(&bs, a),
+        Verb::Status(a) => verbs::read::status(&bs, a),
+        Verb::List(a) => verbs::read::list(&bs, a),
+        Verb::Watch(a) => verbs::read::watch(&bs, a),
     }
 }

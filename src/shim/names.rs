@@ -11,8 +11,10 @@ pub const MAX_NAME_LEN: usize = 42;
 /// Prefix of every engine object sandboxctl creates.
 pub const PREFIX: &str = "openshell-";
 
-/// Label keys put on containers and volumes. `LABEL_SANDBOX` carries NAME.
+/// Label keys put on containers and volumes. `LABEL_SANDBOX` carries NAME, `LABEL_ID` the
+/// sandbox's random id (sandbox.json's `id`): an object is this sandbox's only if both match.
 pub const LABEL_SANDBOX: &str = "io.openshell.sandbox";
+pub const LABEL_ID: &str = "io.openshell.sandbox-id";
 pub const LABEL_MANAGED_BY: &str = "io.openshell.managed-by";
 pub const LABEL_STATE_DIR: &str = "io.openshell.state-dir";
 pub const MANAGED_BY: &str = "sandboxctl";

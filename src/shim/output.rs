@@ -9,6 +9,12 @@ use serde_json::{json, Value};
 pub fn view_json(v: &View) -> Value {
     let r = &v.sandbox.record;
     let d = &v.derived;
+    let i = &v.obs.intent;
+    let objects: serde_json::Map<String, Value> = v
+        .objects
+        .iter()
+        .map(|(k, n)| ((*k).to_owned(), Value::from(n.as_str())))
+        .collect();
     json!({
         "name": v.sandbox.name.as_str(),
         "backend": r.backend,
@@ -16,22 +22,25 @@ pub fn view_json(v: &View) -> Value {
         "reason": d.reason,
         "message": d.message,
         "exit_code": d.exit_code,
-        "intent": v.intent.intent,
-        "intent_at": v.intent.at,
-        "intent_by": v.intent.by,
+        "intent": i.intent,
+        "intent_at": i.at,
+        "intent_by": i.by,
         "image": r.image,
-        "container": v.container.as_ref().map(|c| json!({
-            "name": c.name,
-            "state": c.raw_state,
-            "exit_code": c.exit_code,
-            "started_at": c.started_at_raw,
-            "finished_at": c.finished_at_raw,
+        "id": r.id,
+        "objects": objects,
+        "workload": v.obs.workload.as_ref().map(|w| json!({
+            "name": w.name,
+            "state": w.raw_state,
+            "exit_code": w.exit_code,
+            "started_at": w.started_at_raw,
+            "finished_at": w.finished_at_raw,
         })),
-        "container_name": r.container,
-        "volume": r.volume,
-        "state_dir": v.sandbox.dir.path,
+        "state_dir": v.sandbox.dir.as_ref().map(|d| &d.path),
         "status_current": d.status_current,
-        "supervisor_status": v.status,
+        "status_problem": v.obs.status_problem,
+        "supervisor_status": v.obs.status,
+        "supervisor_report": v.obs.report,
+        "details": v.obs.details,
     })
 }
 
@@ -46,7 +55,7 @@ pub fn table(views: &[View]) -> String {
                 v.sandbox.name.to_string(),
                 v.sandbox.record.backend.to_string(),
                 d.phase.to_string(),
-                v.intent.intent.as_str().to_owned(),
+                v.obs.intent.intent.as_str().to_owned(),
                 d.exit_code.map_or("-".to_owned(), |c| c.to_string()),
                 detail(d.reason.as_deref(), d.message.as_deref()),
             ]
@@ -96,32 +105,52 @@ pub fn describe(v: &View) -> String {
     if let Some(c) = d.exit_code {
         fields.push(("exit code", c.to_string()));
     }
+    let i = &v.obs.intent;
     fields.push((
         "intent",
-        format!(
-            "{} (by {} at {})",
-            v.intent.intent.as_str(),
-            v.intent.by,
-            v.intent.at
-        ),
+        format!("{} (by {} at {})", i.intent.as_str(), i.by, i.at),
     ));
     fields.push((
-        "container",
-        match &v.container {
-            Some(c) => format!(
+        "workload",
+        match &v.obs.workload {
+            Some(w) => format!(
                 "{} ({}, started {}, finished {})",
-                c.name, c.raw_state, c.started_at_raw, c.finished_at_raw
+                w.name, w.raw_state, w.started_at_raw, w.finished_at_raw
             ),
-            None => format!("{} (gone)", r.container),
+            None => "gone".to_owned(),
         },
     ));
-    fields.push(("volume", r.volume.clone()));
+    for (kind, name) in &v.objects {
+        fields.push((kind, name.clone()));
+    }
     fields.push(("image", r.image.clone()));
+    for (k, val) in &v.obs.details {
+        // The scalars; the nested ones (a pod's container states) are for -o json.
+        match val {
+            Value::String(s) => fields.push((k, s.clone())),
+            Value::Number(n) => fields.push((k, n.to_string())),
+            Value::Bool(b) => fields.push((k, b.to_string())),
+            _ => {}
+        }
+    }
     fields.push((
         "supervisor",
-        match &v.status {
-            None => "no status.json yet".to_owned(),
-            Some(s) => format!(
+        match (&v.obs.status, &v.obs.status_problem, &v.obs.report) {
+            (_, Some(p), _) => format!("no status: {p}"),
+            (None, None, Some(r)) => format!(
+                "{}{}{} (from the {})",
+                r.phase,
+                r.reason
+                    .map(|r| format!("/{}", r.as_str()))
+                    .unwrap_or_default(),
+                r.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default(),
+                r.source
+            ),
+            (None, None, None) => "no report yet".to_owned(),
+            (Some(s), None, _) => format!(
                 "{} since {} (started {}, restarts {}){}",
                 s.phase,
                 s.since,
@@ -135,7 +164,9 @@ pub fn describe(v: &View) -> String {
             ),
         },
     ));
-    fields.push(("state dir", v.sandbox.dir.path.display().to_string()));
+    if let Some(dir) = &v.sandbox.dir {
+        fields.push(("state dir", dir.path.display().to_string()));
+    }
     let w = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     fields
         .iter()

@@ -1,18 +1,27 @@
-//! Deriving a sandbox's phase from what can be observed: the engine's container state and
-//! exit code, the recorded intent, and the supervisor's status.json. Pure functions, so
-//! every row of the table is unit-tested.
+//! Deriving a sandbox's phase from what a backend observed (`backend::Observation`): the
+//! workload's state and exit code, the recorded intent, and the supervisor's status.json.
+//! Shared by every backend; pure functions, so every row of the table is unit-tested.
 //!
-//! | container                 | intent  | status.json of this run    | phase                 |
+//! | workload                  | intent  | status.json of this run    | phase                 |
 //! |---------------------------|---------|----------------------------|-----------------------|
-//! | gone                      | any     | any                        | Missing               |
+//! | gone                      | any     | any                        | Missing (`name_taken` when another sandbox's object holds the name) |
 //! | created, never started    | any     | any                        | Created               |
 //! | paused                    | any     | any                        | Paused                |
 //! | running                   | any     | phase P                    | P (passthrough)       |
 //! | running                   | any     | none, or an older run's    | Pending               |
 //! | exited                    | stopped | any                        | Stopped               |
-//! | exited                    | running | Stopped / Failed / Completed | the same (Failed with its reason) |
+//! | exited                    | running | Failed / Completed         | the same (Failed with its reason) |
+//! | exited after the intent   | running | Stopped                    | Error, `stopped_externally` |
+//! | exited before the intent  | running | Stopped                    | Stopped (a start is on its way) |
 //! | exited                    | running | none, stale, or non-terminal | Error (with exit code) |
 //! | other engine state        | any     | any                        | Error (engine state)  |
+//!
+//! A supervisor writes `Stopped` whenever it gets SIGTERM, so that alone does not make a stop
+//! intentional: `docker stop`, an engine restart or a host shutdown behind sandboxctl's back
+//! also end in `Stopped`. Only a recorded `stopped` intent does. A run that ended *after*
+//! `running` was recorded was stopped by someone else and reads Error, so `resume --all`
+//! brings it back; one that ended *before* is the previous, intended stop, and `running` was
+//! recorded by a `start` that has not started it yet.
 //!
 //! A status file on the host outlives its writer: after `kill` it still says `Ready`. It is
 //! trusted only when it was written by the supervisor of the engine's current (or last) run:
@@ -23,8 +32,8 @@
 //! previous run's end) and, once exited, not newer than the end of the last run (with the same
 //! tolerance: podman's FinishedAt comes from a coarse clock).
 
-use super::engine::{Container, ContainerState};
-use super::state::Intent;
+use super::backend::{Intent, IntentRecord, Observation, Workload, WorkloadState};
+use crate::contract::sandbox::reason;
 use crate::contract::time::parse_rfc3339;
 use crate::contract::{Phase, SandboxPhase, Status};
 use std::time::Duration;
@@ -37,17 +46,12 @@ use std::time::Duration;
 /// lasted less than this; while running, the previous FinishedAt still tells them apart.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(2);
 
-/// Reason strings of sandbox-level phases (Failed carries the supervisor's own reason).
-pub const REASON_UNEXPECTED_EXIT: &str = "unexpected_exit";
-pub const REASON_OOM_KILLED: &str = "oom_killed";
-pub const REASON_ENGINE_STATE: &str = "engine_state";
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Derived {
     pub phase: SandboxPhase,
     pub reason: Option<String>,
     pub message: Option<String>,
-    /// The container's exit code, once it has ended.
+    /// The workload's exit code, once it has ended (when the backend knows it).
     pub exit_code: Option<i32>,
     /// Whether status.json was written by the current (or last) run.
     pub status_current: bool,
@@ -63,20 +67,27 @@ impl Derived {
             status_current: false,
         }
     }
+
+    fn because(phase: SandboxPhase, reason: &str, message: String) -> Derived {
+        let mut d = Derived::new(phase);
+        d.reason = Some(reason.to_owned());
+        d.message = Some(message);
+        d
+    }
 }
 
-/// True when `status` was written by the supervisor of `c`'s current (or last) run.
-pub fn status_is_current(status: &Status, c: &Container) -> bool {
-    let (Some(sup), Some(started)) = (parse_rfc3339(&status.supervisor.started_at), c.started_at)
+/// True when `status` was written by the supervisor of `w`'s current (or last) run.
+pub fn status_is_current(status: &Status, w: &Workload) -> bool {
+    let (Some(sup), Some(started)) = (parse_rfc3339(&status.supervisor.started_at), w.started_at)
     else {
         return false;
     };
     if sup + CLOCK_SKEW < started {
         return false;
     }
-    match (&c.state, c.finished_at) {
+    match (&w.state, w.finished_at) {
         // The run is over: its supervisor started before it ended.
-        (ContainerState::Exited, Some(fin)) => sup <= fin + CLOCK_SKEW,
+        (WorkloadState::Exited, Some(fin)) => sup <= fin + CLOCK_SKEW,
         // Still running: FinishedAt, when older than StartedAt, ended the previous run,
         // and this supervisor started after it.
         (_, Some(fin)) if fin < started => sup > fin,
@@ -84,21 +95,26 @@ pub fn status_is_current(status: &Status, c: &Container) -> bool {
     }
 }
 
-pub fn derive(container: Option<&Container>, intent: Intent, status: Option<&Status>) -> Derived {
-    let Some(c) = container else {
-        let mut d = Derived::new(SandboxPhase::Missing);
-        d.message = Some(
-            "the engine has no container for this sandbox (removed outside sandboxctl); \
-             `sandboxctl delete` cleans up the rest"
-                .to_owned(),
-        );
-        return d;
+pub fn derive(obs: &Observation) -> Derived {
+    let Some(w) = obs.workload.as_ref() else {
+        return match &obs.workload_conflict {
+            Some(why) => Derived::because(SandboxPhase::Missing, reason::NAME_TAKEN, why.clone()),
+            None => {
+                let mut d = Derived::new(SandboxPhase::Missing);
+                d.message = Some(
+                    "the backend has no workload for this sandbox (removed outside sandboxctl); \
+                     `sandboxctl delete` cleans up the rest"
+                        .to_owned(),
+                );
+                d
+            }
+        };
     };
-    let current = status.filter(|s| status_is_current(s, c));
-    let mut d = match &c.state {
-        ContainerState::Created => Derived::new(SandboxPhase::Created),
-        ContainerState::Paused => Derived::new(SandboxPhase::Paused),
-        ContainerState::Running => match current {
+    let current = obs.status.as_ref().filter(|_| obs.status_current);
+    let mut d = match &w.state {
+        WorkloadState::Created => Derived::new(SandboxPhase::Created),
+        WorkloadState::Paused => Derived::new(SandboxPhase::Paused),
+        WorkloadState::Running => match current {
             Some(s) => passthrough(s),
             None => {
                 let mut d = Derived::new(SandboxPhase::Pending);
@@ -106,13 +122,12 @@ pub fn derive(container: Option<&Container>, intent: Intent, status: Option<&Sta
                 d
             }
         },
-        ContainerState::Exited => exited(c, intent, current),
-        ContainerState::Other(state) => {
-            let mut d = Derived::new(SandboxPhase::Error);
-            d.reason = Some(REASON_ENGINE_STATE.to_owned());
-            d.message = Some(format!("the engine reports the container as {state:?}"));
-            d
-        }
+        WorkloadState::Exited => exited(w, &obs.intent, current),
+        WorkloadState::Other(state) => Derived::because(
+            SandboxPhase::Error,
+            reason::ENGINE_STATE,
+            format!("the engine reports the workload as {state:?}"),
+        ),
     };
     d.status_current = current.is_some();
     d
@@ -125,54 +140,68 @@ fn passthrough(s: &Status) -> Derived {
     d
 }
 
-fn exited(c: &Container, intent: Intent, current: Option<&Status>) -> Derived {
-    let code = c.exit_code;
-    let mut d = if intent == Intent::Stopped {
+/// The run ended before `intent` was recorded (both times known).
+fn ended_before(w: &Workload, intent: &IntentRecord) -> bool {
+    matches!((w.finished_at, intent.at_time()), (Some(fin), Some(at)) if fin < at)
+}
+
+fn exited(w: &Workload, intent: &IntentRecord, current: Option<&Status>) -> Derived {
+    let mut d = if intent.intent == Intent::Stopped {
         // An intentional stop is Stopped whatever the exit looked like: the engine may have
         // had to SIGKILL a supervisor that overran its stop timeout.
         let mut d = Derived::new(SandboxPhase::Stopped);
-        if code != 0 {
+        if let Some(code) = w.exit_code.filter(|&c| c != 0) {
             d.message = Some(format!("stopped on request; {}", describe_exit(code)));
         }
         d
     } else {
         match current {
-            Some(s) if matches!(s.phase, Phase::Stopped | Phase::Completed) => passthrough(s),
+            Some(s) if s.phase == Phase::Completed => passthrough(s),
             Some(s) if s.phase == Phase::Failed => {
                 let mut d = passthrough(s);
                 if d.reason.is_none() {
-                    d.reason = Some(REASON_UNEXPECTED_EXIT.to_owned());
+                    d.reason = Some(reason::UNEXPECTED_EXIT.to_owned());
                 }
                 d
             }
-            last => {
-                let mut d = Derived::new(SandboxPhase::Error);
-                d.reason = Some(
-                    if c.oom_killed {
-                        REASON_OOM_KILLED
-                    } else {
-                        REASON_UNEXPECTED_EXIT
-                    }
-                    .to_owned(),
-                );
-                let last = last.map_or("nothing".to_owned(), |s| s.phase.to_string());
-                let mut m = format!(
-                    "the container ended without a stop request: {}; the supervisor's last report for this run: {last}",
-                    describe_exit(code)
-                );
-                if !c.error.is_empty() {
-                    m.push_str(&format!("; engine: {}", c.error));
-                }
-                d.message = Some(m);
+            Some(s) if s.phase == Phase::Stopped && ended_before(w, intent) => {
+                let mut d = passthrough(s);
+                d.message = Some(format!(
+                    "intent running recorded by `{}` at {}; not started yet",
+                    intent.by, intent.at
+                ));
                 d
+            }
+            Some(s) if s.phase == Phase::Stopped => Derived::because(
+                SandboxPhase::Error,
+                reason::STOPPED_EXTERNALLY,
+                "stopped by something other than sandboxctl (a plain engine stop, an engine or host restart) while the intent is running: the supervisor got SIGTERM and stopped cleanly; `sandboxctl start` or `resume --all` brings it back, `sandboxctl stop` makes it intentional".to_owned(),
+            ),
+            last => {
+                let r = if w.oom_killed {
+                    reason::OOM_KILLED
+                } else {
+                    reason::UNEXPECTED_EXIT
+                };
+                let last = last.map_or("nothing".to_owned(), |s| s.phase.to_string());
+                let how = w
+                    .exit_code
+                    .map_or("exit status unknown".to_owned(), describe_exit);
+                let mut m = format!(
+                    "the workload ended without a stop request: {how}; the supervisor's last report for this run: {last}"
+                );
+                if !w.error.is_empty() {
+                    m.push_str(&format!("; engine: {}", w.error));
+                }
+                Derived::because(SandboxPhase::Error, r, m)
             }
         }
     };
-    d.exit_code = Some(code);
+    d.exit_code = w.exit_code;
     d
 }
 
-fn describe_exit(code: i32) -> String {
+pub fn describe_exit(code: i32) -> String {
     match code {
         137 => {
             "exit 137 (SIGKILL: killed, e.g. by `kill`, the OOM killer or a power cut)".to_owned()
@@ -191,6 +220,10 @@ mod tests {
     use crate::contract::Reason;
     use std::time::{SystemTime, UNIX_EPOCH};
 
+    const REASON_UNEXPECTED_EXIT: &str = reason::UNEXPECTED_EXIT;
+    const REASON_OOM_KILLED: &str = reason::OOM_KILLED;
+    const REASON_ENGINE_STATE: &str = reason::ENGINE_STATE;
+
     const T0: u64 = 1_795_357_000_000; // ms since the epoch
 
     fn at(ms: u64) -> SystemTime {
@@ -198,16 +231,16 @@ mod tests {
     }
 
     fn container(
-        state: ContainerState,
+        state: WorkloadState,
         started: Option<u64>,
         finished: Option<u64>,
         code: i32,
-    ) -> Container {
-        Container {
+    ) -> Workload {
+        Workload {
             name: "openshell-a".into(),
             raw_state: format!("{state:?}"),
+            exit_code: (state == WorkloadState::Exited).then_some(code),
             state,
-            exit_code: code,
             oom_killed: false,
             error: String::new(),
             started_at: started.map(at),
@@ -242,21 +275,50 @@ mod tests {
         }
     }
 
-    use ContainerState::*;
+    /// What a host-state backend observes: the intent recorded at `at(intent_at)`.
+    fn observe_at(
+        w: Option<&Workload>,
+        intent: Intent,
+        intent_at: u64,
+        s: Option<&Status>,
+    ) -> Observation {
+        Observation {
+            intent: IntentRecord {
+                intent,
+                at: rfc3339(at(intent_at)),
+                by: "test".into(),
+            },
+            workload: w.cloned(),
+            workload_conflict: None,
+            status: s.cloned(),
+            status_current: matches!((s, w), (Some(s), Some(w)) if status_is_current(s, w)),
+            status_problem: None,
+            report: None,
+            derived: None,
+            details: serde_json::Map::new(),
+        }
+    }
+
+    /// The common case: the intent was recorded before anything happened.
+    fn derive3(w: Option<&Workload>, intent: Intent, s: Option<&Status>) -> Derived {
+        derive(&observe_at(w, intent, 0, s))
+    }
+
+    use WorkloadState::*;
 
     #[test]
     fn missing_created_paused() {
-        let d = derive(None, Intent::Running, None);
+        let d = derive3(None, Intent::Running, None);
         assert_eq!(d.phase, SandboxPhase::Missing);
         assert!(d.message.unwrap().contains("sandboxctl delete"));
         let c = container(Created, None, None, 0);
         assert_eq!(
-            derive(Some(&c), Intent::Stopped, None).phase,
+            derive3(Some(&c), Intent::Stopped, None).phase,
             SandboxPhase::Created
         );
         let c = container(Paused, Some(0), None, 0);
         assert_eq!(
-            derive(Some(&c), Intent::Running, None).phase,
+            derive3(Some(&c), Intent::Running, None).phase,
             SandboxPhase::Paused
         );
     }
@@ -272,12 +334,12 @@ mod tests {
             Phase::BackOff,
             Phase::Stopping,
         ] {
-            let d = derive(Some(&c), Intent::Running, Some(&status(p, 998)));
+            let d = derive3(Some(&c), Intent::Running, Some(&status(p, 998)));
             assert_eq!(d.phase.as_str(), p.as_str());
             assert!(d.status_current);
             assert_eq!(d.exit_code, None);
         }
-        let d = derive(
+        let d = derive3(
             Some(&c),
             Intent::Running,
             Some(&status(Phase::Failed, 1000)),
@@ -292,19 +354,19 @@ mod tests {
     fn running_with_an_older_runs_status_is_pending() {
         // Previous run 0..10_000 ended Ready (killed); restarted at 10_500.
         let c = container(Running, Some(10_500), Some(10_000), 137);
-        let d = derive(Some(&c), Intent::Running, Some(&status(Phase::Ready, 0)));
+        let d = derive3(Some(&c), Intent::Running, Some(&status(Phase::Ready, 0)));
         assert_eq!(d.phase, SandboxPhase::Pending);
         assert!(!d.status_current);
         // Even a short previous run (inside the skew window) is told apart by FinishedAt.
         let c = container(Running, Some(1_500), Some(1_200), 0);
-        let d = derive(
+        let d = derive3(
             Some(&c),
             Intent::Running,
             Some(&status(Phase::Ready, 1_000)),
         );
         assert_eq!(d.phase, SandboxPhase::Pending);
         // The new supervisor's own file is trusted.
-        let d = derive(
+        let d = derive3(
             Some(&c),
             Intent::Running,
             Some(&status(Phase::Booting, 1_498)),
@@ -312,7 +374,7 @@ mod tests {
         assert_eq!(d.phase, SandboxPhase::Booting);
         // No file at all.
         assert_eq!(
-            derive(Some(&c), Intent::Running, None).phase,
+            derive3(Some(&c), Intent::Running, None).phase,
             SandboxPhase::Pending
         );
     }
@@ -320,23 +382,67 @@ mod tests {
     #[test]
     fn intentional_stop_is_stopped_never_error() {
         let c = container(Exited, Some(0), Some(5_000), 0);
-        let d = derive(Some(&c), Intent::Stopped, Some(&status(Phase::Stopped, 0)));
+        let d = derive3(Some(&c), Intent::Stopped, Some(&status(Phase::Stopped, 0)));
         assert_eq!((d.phase, d.exit_code), (SandboxPhase::Stopped, Some(0)));
         // The engine had to SIGKILL it after the stop timeout: still Stopped, with a note.
         let c = container(Exited, Some(0), Some(5_000), 137);
-        let d = derive(Some(&c), Intent::Stopped, Some(&status(Phase::Stopping, 0)));
+        let d = derive3(Some(&c), Intent::Stopped, Some(&status(Phase::Stopping, 0)));
         assert_eq!((d.phase, d.exit_code), (SandboxPhase::Stopped, Some(137)));
         assert!(d.message.unwrap().contains("SIGKILL"));
-        // A plain `podman stop` behind sandboxctl's back: the supervisor said Stopped.
-        let c = container(Exited, Some(0), Some(5_000), 0);
-        let d = derive(Some(&c), Intent::Running, Some(&status(Phase::Stopped, 0)));
+    }
+
+    #[test]
+    fn a_stop_behind_sandboxctls_back_is_error_not_stopped() {
+        // `docker stop`, or dockerd restarted, while the intent is running: the supervisor
+        // got SIGTERM and wrote Stopped, but nobody asked sandboxctl.
+        let c = container(Exited, Some(1_000), Some(5_000), 0);
+        let d = derive(&observe_at(
+            Some(&c),
+            Intent::Running,
+            900,
+            Some(&status(Phase::Stopped, 1_000)),
+        ));
+        assert!(d.status_current);
+        assert_eq!(d.phase, SandboxPhase::Error);
+        assert_eq!(d.reason.as_deref(), Some(reason::STOPPED_EXTERNALLY));
+        assert_eq!(d.exit_code, Some(0));
+        assert!(d.message.unwrap().contains("resume --all"));
+        // The same exit, but `running` was recorded after it (a `start` on its way, before
+        // the engine started anything): the last stop was the intended one.
+        let d = derive(&observe_at(
+            Some(&c),
+            Intent::Running,
+            5_100,
+            Some(&status(Phase::Stopped, 1_000)),
+        ));
         assert_eq!(d.phase, SandboxPhase::Stopped);
+        assert!(d.message.unwrap().contains("not started yet"));
+        // A crash is still a crash when a start is on its way.
+        let c = container(Exited, Some(1_000), Some(5_000), 137);
+        let d = derive(&observe_at(
+            Some(&c),
+            Intent::Running,
+            5_100,
+            Some(&status(Phase::Ready, 1_000)),
+        ));
+        assert_eq!(d.phase, SandboxPhase::Error);
+        assert_eq!(d.reason.as_deref(), Some(reason::UNEXPECTED_EXIT));
+    }
+
+    #[test]
+    fn another_sandboxs_object_reads_missing_name_taken() {
+        let mut o = observe_at(None, Intent::Running, 0, None);
+        o.workload_conflict = Some("container openshell-a belongs to another sandbox".into());
+        let d = derive(&o);
+        assert_eq!(d.phase, SandboxPhase::Missing);
+        assert_eq!(d.reason.as_deref(), Some(reason::NAME_TAKEN));
+        assert!(d.message.unwrap().contains("another sandbox"));
     }
 
     #[test]
     fn power_cut_is_error_with_the_exit_code_despite_a_ready_file() {
         let c = container(Exited, Some(0), Some(5_000), 137);
-        let d = derive(Some(&c), Intent::Running, Some(&status(Phase::Ready, 0)));
+        let d = derive3(Some(&c), Intent::Running, Some(&status(Phase::Ready, 0)));
         assert_eq!(d.phase, SandboxPhase::Error);
         assert_eq!(d.exit_code, Some(137));
         assert_eq!(d.reason.as_deref(), Some(REASON_UNEXPECTED_EXIT));
@@ -346,12 +452,12 @@ mod tests {
             "{m}"
         );
         // No status at all (died before the supervisor wrote one).
-        let d = derive(Some(&c), Intent::Running, None);
+        let d = derive3(Some(&c), Intent::Running, None);
         assert_eq!(d.phase, SandboxPhase::Error);
         // OOM is named.
         let mut c = c;
         c.oom_killed = true;
-        let d = derive(Some(&c), Intent::Running, None);
+        let d = derive3(Some(&c), Intent::Running, None);
         assert_eq!(d.reason.as_deref(), Some(REASON_OOM_KILLED));
     }
 
@@ -360,7 +466,7 @@ mod tests {
         // Run 1 (0..5_000) was stopped cleanly; run 2 started at 60_000 and was killed
         // before its supervisor wrote anything.
         let c = container(Exited, Some(60_000), Some(60_050), 137);
-        let d = derive(Some(&c), Intent::Running, Some(&status(Phase::Stopped, 0)));
+        let d = derive3(Some(&c), Intent::Running, Some(&status(Phase::Stopped, 0)));
         assert_eq!(d.phase, SandboxPhase::Error);
         assert!(!d.status_current);
     }
@@ -368,13 +474,13 @@ mod tests {
     #[test]
     fn supervisor_verdicts_on_exit() {
         let c = container(Exited, Some(0), Some(900), 80);
-        let d = derive(Some(&c), Intent::Running, Some(&status(Phase::Failed, 0)));
+        let d = derive3(Some(&c), Intent::Running, Some(&status(Phase::Failed, 0)));
         assert_eq!(d.phase, SandboxPhase::Failed);
         assert_eq!(d.reason.as_deref(), Some("hook_failed"));
         assert_eq!(d.message.as_deref(), Some("hook exited 3"));
         assert_eq!(d.exit_code, Some(80));
         let c = container(Exited, Some(0), Some(900), 0);
-        let d = derive(
+        let d = derive3(
             Some(&c),
             Intent::Running,
             Some(&status(Phase::Completed, 0)),
@@ -392,7 +498,7 @@ mod tests {
         let mut s = status(Phase::Failed, 0);
         s.supervisor.started_at = "2026-11-22T14:46:00.080Z".into();
         s.reason = Some(Reason::SpawnFailed);
-        let d = derive(Some(&c), Intent::Running, Some(&s));
+        let d = derive3(Some(&c), Intent::Running, Some(&s));
         assert!(d.status_current);
         assert_eq!(d.phase, SandboxPhase::Failed);
         assert_eq!(d.reason.as_deref(), Some("spawn_failed"));
@@ -401,7 +507,7 @@ mod tests {
     #[test]
     fn unknown_engine_states_are_errors_naming_the_state() {
         let c = container(Other("restarting".into()), Some(0), None, 0);
-        let d = derive(Some(&c), Intent::Running, None);
+        let d = derive3(Some(&c), Intent::Running, None);
         assert_eq!(d.phase, SandboxPhase::Error);
         assert_eq!(d.reason.as_deref(), Some(REASON_ENGINE_STATE));
         assert!(d.message.unwrap().contains("restarting"));

@@ -1,73 +1,42 @@
-//! The host state of each sandbox: one directory per sandbox under the state root.
+//! The host state of the host-state backends (podman, docker): one directory per sandbox
+//! under the state root.
 //!
 //! ```text
 //! <state-root>/<NAME>/
-//!   sandbox.json   what `create` made: backend, image, container, volume, stop timeout
+//!   sandbox.json   what `create` made: backend, id, image, stop timeout, the backend's objects
 //!   intent.json    the operator's last wish, "running" or "stopped", written atomically
 //!                  BEFORE sandboxctl acts on it, so a crash mid-way leaves the wish behind
+//!   lock           flock'ed by the verb changing the sandbox; says who holds it (lock.rs)
 //!   status/        bind-mounted as the supervisor's --status-dir: status.json stays
 //!                  readable here while the container is stopped (or gone)
 //! ```
-//! The state root decides which sandboxes exist for `list`, `--all` and `resume --all`;
-//! engine objects without a state directory here are not ours to touch.
+//! The state root decides which of these sandboxes exist for `list`, `--all` and
+//! `resume --all`; engine objects without a state directory here are not ours to touch.
+//!
+//! `status/` is written from inside the sandbox, so everything in it is hostile: status.json
+//! is read without following links, without opening anything but a regular file, and to at
+//! most `status::MAX_FILE_BYTES` ([`SandboxDir::read_status`]).
 
-use super::engine::Backend;
+use super::backend::{BackendKind, Intent, IntentRecord, Record, Sandbox};
+use super::error::CtlError;
+use super::lock::{self, HostLock};
 use super::names::Name;
-use crate::contract::status::write_file_atomic;
+use crate::contract::status::{write_file_atomic, FILE_NAME, MAX_FILE_BYTES};
 use crate::contract::time::now_rfc3339;
-use crate::contract::Status;
+use crate::contract::{CtlExit, Status};
+use crate::safe_fs::{read_regular_at, ReadError};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_ROOT: &str = "/var/lib/openshell/sandboxes";
 pub const ROOT_ENV: &str = "OPENSHELL_STATE_ROOT";
 pub const SANDBOX_FILE: &str = "sandbox.json";
 pub const INTENT_FILE: &str = "intent.json";
 pub const STATUS_DIR: &str = "status";
-pub const RECORD_VERSION: u32 = 1;
-
-/// What `create` made. Written once; the verbs read it to find the engine objects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    pub schema_version: u32,
-    pub name: String,
-    pub backend: Backend,
-    pub image: String,
-    pub container: String,
-    pub volume: String,
-    /// Where status/ is mounted in the sandbox (the supervisor's --status-dir).
-    pub status_path: String,
-    /// `stop -t` for this sandbox: the supervisor's --grace plus a margin.
-    pub stop_timeout_secs: u64,
-    pub created_at: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Intent {
-    Running,
-    Stopped,
-}
-
-impl Intent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Intent::Running => "running",
-            Intent::Stopped => "stopped",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IntentRecord {
-    pub intent: Intent,
-    /// When it was recorded, and by which verb.
-    pub at: String,
-    pub by: String,
-}
 
 #[derive(Debug, Clone)]
 pub struct StateRoot {
@@ -110,6 +79,42 @@ impl StateRoot {
         Ok(names)
     }
 
+    /// The sandboxes of backend `kind` under the root.
+    pub fn list(&self, kind: BackendKind) -> Result<Vec<Sandbox>, CtlError> {
+        let names = self.names().map_err(|e| {
+            internal(
+                &format!("cannot list the state root {}", self.path.display()),
+                e,
+            )
+        })?;
+        let mut out = Vec::new();
+        for n in names {
+            if let Some(sb) = self.find(&n, kind)? {
+                out.push(sb);
+            }
+        }
+        Ok(out)
+    }
+
+    /// NAME, if it is a sandbox of backend `kind` under the root.
+    pub fn find(&self, name: &Name, kind: BackendKind) -> Result<Option<Sandbox>, CtlError> {
+        let dir = self.dir(name);
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let record = dir
+            .read_record()
+            .map_err(|e| internal("cannot read the sandbox record", e).about(name.as_str()))?;
+        if record.backend != kind {
+            return Ok(None);
+        }
+        Ok(Some(Sandbox {
+            name: name.clone(),
+            record,
+            dir: Some(dir),
+        }))
+    }
+
     /// Creates the sandbox's directory and status/ (mode 0700: the state is root's).
     /// Fails with `AlreadyExists` when the name is taken: the directory is the claim.
     pub fn claim(&self, name: &Name) -> io::Result<SandboxDir> {
@@ -123,6 +128,16 @@ impl StateRoot {
         fs::DirBuilder::new().mode(0o755).create(dir.status_dir())?;
         Ok(dir)
     }
+}
+
+/// What status/ held, judged without trusting it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusRead {
+    /// No status.json (the supervisor has not written one yet).
+    Absent,
+    Found(Box<Status>),
+    /// Something is there but it is not a status document we read: why.
+    Refused(String),
 }
 
 #[derive(Debug, Clone)]
@@ -161,14 +176,24 @@ impl SandboxDir {
         read_json(&self.path.join(INTENT_FILE))
     }
 
-    /// The supervisor's last status.json, if there is one. Whether it describes the current
-    /// run is for `phase::status_is_current` to decide.
-    pub fn read_status(&self) -> io::Result<Option<Status>> {
-        match Status::read(&self.status_dir()) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+    /// The supervisor's last status.json. The sandbox controls status/, so this never
+    /// follows a symlink, never opens a FIFO or device (no hang, no side effect), never
+    /// reads more than the cap, and a malformed file is refused, not an error: it is "no
+    /// status" for this sandbox only. Whether a status describes the current run is for
+    /// `phase::status_is_current` to decide.
+    pub fn read_status(&self) -> StatusRead {
+        match read_regular_at(&self.status_dir(), FILE_NAME, MAX_FILE_BYTES) {
+            Ok(body) => match Status::parse(&body) {
+                Ok(s) => StatusRead::Found(Box::new(s)),
+                Err(e) => StatusRead::Refused(e),
+            },
+            Err(ReadError::Missing) => StatusRead::Absent,
+            Err(e) => StatusRead::Refused(format!("it {e}")),
         }
+    }
+
+    pub fn lock(&self, sandbox: &str, verb: &str, wait: Duration) -> Result<HostLock, CtlError> {
+        lock::acquire(&self.path, sandbox, verb, wait)
     }
 
     pub fn remove(&self) -> io::Result<()> {
@@ -177,6 +202,10 @@ impl SandboxDir {
             r => r,
         }
     }
+}
+
+pub fn internal(what: &str, e: io::Error) -> CtlError {
+    CtlError::new(CtlExit::Internal, format!("{what}: {e}"))
 }
 
 fn write_json<T: Serialize>(dir: &Path, file: &str, value: &T) -> io::Result<()> {
@@ -198,6 +227,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shim::backend::RECORD_VERSION;
 
     fn temp_root(tag: &str) -> StateRoot {
         let p = std::env::temp_dir().join(format!("shim-state-{tag}-{}", std::process::id()));
@@ -205,17 +235,18 @@ mod tests {
         StateRoot::new(p)
     }
 
-    fn record(name: &str) -> Record {
+    fn record(name: &str, backend: BackendKind) -> Record {
+        let mut details = serde_json::Map::new();
+        details.insert("container".into(), format!("openshell-{name}").into());
         Record {
             schema_version: RECORD_VERSION,
             name: name.into(),
-            backend: Backend::Podman,
+            id: "00".into(),
+            backend,
             image: "img".into(),
-            container: format!("openshell-{name}"),
-            volume: format!("openshell-{name}-workspace"),
-            status_path: "/run/openshell".into(),
             stop_timeout_secs: 20,
             created_at: now_rfc3339(),
+            details,
         }
     }
 
@@ -234,7 +265,7 @@ mod tests {
         );
         // Claimed but without a record: not listed.
         assert!(root.names().unwrap().is_empty());
-        let r = record("a");
+        let r = record("a", BackendKind::Podman);
         dir.write_record(&r).unwrap();
         assert_eq!(dir.read_record().unwrap(), r);
         dir.write_intent(Intent::Stopped, "stop").unwrap();
@@ -242,11 +273,27 @@ mod tests {
         dir.write_intent(Intent::Running, "start").unwrap();
         let i = dir.read_intent().unwrap();
         assert_eq!((i.intent, i.by.as_str()), (Intent::Running, "start"));
-        assert!(dir.read_status().unwrap().is_none());
+        assert_eq!(dir.read_status(), StatusRead::Absent);
         // Foreign entries are ignored.
         fs::create_dir_all(root.path.join("Not_A_Name")).unwrap();
         fs::write(root.path.join("Not_A_Name").join(SANDBOX_FILE), "{}").unwrap();
-        assert_eq!(root.names().unwrap(), [a]);
+        assert_eq!(root.names().unwrap(), std::slice::from_ref(&a));
+        // Each backend lists only its own.
+        let b = Name::parse("b").unwrap();
+        root.claim(&b)
+            .unwrap()
+            .write_record(&record("b", BackendKind::Docker))
+            .unwrap();
+        let names = |k| -> Vec<String> {
+            root.list(k)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.name.to_string())
+                .collect()
+        };
+        assert_eq!(names(BackendKind::Podman), ["a"]);
+        assert_eq!(names(BackendKind::Docker), ["b"]);
+        assert!(root.find(&a, BackendKind::Docker).unwrap().is_none());
         dir.remove().unwrap();
         dir.remove().unwrap();
         assert!(!dir.exists());
@@ -261,6 +308,34 @@ mod tests {
         let e = dir.read_intent().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(e.to_string().contains(INTENT_FILE), "{e}");
+        fs::remove_dir_all(&root.path).unwrap();
+    }
+
+    #[test]
+    fn hostile_status_files_are_refused_not_errors() {
+        let root = temp_root("hostile");
+        let dir = root.claim(&Name::parse("c").unwrap()).unwrap();
+        let f = dir.status_dir().join(FILE_NAME);
+        let refused = |why: &str| match dir.read_status() {
+            StatusRead::Refused(m) => assert!(m.contains(why), "{m}"),
+            other => panic!("{why}: {other:?}"),
+        };
+        fs::write(&f, "").unwrap();
+        refused("empty");
+        fs::write(&f, "{\"schema_version\": 1, \"phase\": \"Rea").unwrap();
+        refused("not a status document");
+        fs::write(&f, "garbage\0\u{1}").unwrap();
+        refused("not a status document");
+        fs::remove_file(&f).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", &f).unwrap();
+        refused("symlink");
+        fs::remove_file(&f).unwrap();
+        fs::create_dir(&f).unwrap();
+        refused("directory");
+        fs::remove_dir(&f).unwrap();
+        let big = fs::File::create(&f).unwrap();
+        big.set_len(200 << 20).unwrap();
+        refused("over the 65536-byte limit");
         fs::remove_dir_all(&root.path).unwrap();
     }
 }

@@ -1,4 +1,4 @@
-//! The verbs. Each takes the state root and its parsed arguments and returns the process
+//! The verbs. Each takes the backends and its parsed arguments and returns the process
 //! exit code; failures are reported through `error::Outcome` as they happen.
 
 pub mod create;
@@ -6,17 +6,25 @@ pub mod delete;
 pub mod lifecycle;
 pub mod read;
 
+use super::backend::Sandbox;
 use super::cli::Targets;
-use super::error::CtlError;
-use super::observe::{load_all, load_arg, Sandbox};
-use super::state::StateRoot;
+use super::error::Outcome;
+use super::observe::Backends;
 
 /// The sandboxes a verb acts on: the named ones (each may fail on its own: bad name,
-/// unknown) or, with `--all`, every sandbox under the state root.
-fn targets(root: &StateRoot, t: &Targets) -> Result<Vec<Result<Sandbox, CtlError>>, CtlError> {
+/// unknown) or, with `--all`, every sandbox of every listed backend. Failures are recorded
+/// in `outcome`; the sandboxes that could be found are returned.
+fn targets(bs: &Backends, t: &Targets, outcome: &mut Outcome) -> Vec<Sandbox> {
     if t.all {
-        Ok(load_all(root)?.into_iter().map(Ok).collect())
+        let (all, errors) = bs.all();
+        for e in errors {
+            outcome.record::<()>(Err(e));
+        }
+        all
     } else {
-        Ok(t.names.iter().map(|n| load_arg(root, n)).collect())
+        t.names
+            .iter()
+            .filter_map(|n| outcome.record(bs.find_arg(n)))
+            .collect()
     }
 }

@@ -8,6 +8,7 @@ use crate::shim::error::CtlError;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use std::future::Future;
+use std::sync::Arc;
 
 /// Where to find the cluster: `--context` (a kubeconfig context) and `--namespace`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,7 +18,8 @@ pub struct Target {
 }
 
 pub struct Conn {
-    rt: tokio::runtime::Runtime,
+    /// Shared with the Lease lock's guard, which releases the lock when dropped.
+    pub rt: Arc<tokio::runtime::Runtime>,
     pub client: Client,
     /// `--namespace`, else the context's namespace, else `default`.
     pub namespace: String,
@@ -55,7 +57,7 @@ impl Conn {
             })?
         };
         Ok(Conn {
-            rt,
+            rt: Arc::new(rt),
             client,
             namespace,
             server,

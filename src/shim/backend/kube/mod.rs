@@ -1,13 +1,17 @@
 //! The Kubernetes backend: a sandbox is a StatefulSet `openshell-NAME` (replicas 1 or 0)
-//! with a `workspace` PVC from its volumeClaimTemplates and a headless Service.
+//! with a `workspace` PVC from its volumeClaimTemplates and a headless Service. It
+//! implements `backend::Backend` (`backend.rs`); the verbs are the shared ones.
 //!
 //! Everything sandboxctl knows about a kube sandbox lives in the cluster, on the StatefulSet:
-//! the labels say it is a sandbox and which, the annotations hold the operator's intent
-//! (`io.openshell.intent`, `-at`, `-by`, `-generation`). There is no host state, so `list`,
+//! the labels say it is a sandbox and which (name and random id), the annotations hold the
+//! operator's intent (`io.openshell.intent`, `-at`, `-by`, `-generation`) and what `stop`
+//! saw of the run it ended (`io.openshell.last-run`). There is no host state, so `list`,
 //! `status`, `watch` and `resume --all` give every machine with the kubeconfig the same
-//! answer. Changes are optimistic: every write carries the resourceVersion it was computed
-//! from; a 409 Conflict is re-read and retried, or reported (exit 67) when another
-//! operator's newer intent stands in the way — it is never silently overwritten.
+//! answer. The verbs that change a sandbox hold a Lease `openshell-NAME` (coordination.k8s.io)
+//! as its lock, so two operators on two machines serialize like two on one host. Every write
+//! still carries the resourceVersion it was computed from; a 409 Conflict is re-read and
+//! retried, or reported (exit 67) when another writer's newer intent stands in the way — it
+//! is never silently overwritten.
 //!
 //! The client is kube-rs on a current-thread tokio runtime (`client.rs`), configured by
 //! kube's own `Config`: `--context` picks a kubeconfig context, otherwise `$KUBECONFIG` /
@@ -18,11 +22,17 @@
 //! fields a newer server has, so every change is a JSON merge patch of just the fields
 //! sandboxctl owns, never a read-modify-replace of the whole object.
 
+pub mod backend;
 pub mod client;
+pub mod lease;
 pub mod ops;
 pub mod phase;
 pub mod render;
-pub mod verbs;
+
+pub use backend::KubeBackend;
+pub use client::Target;
+
+use serde::{Deserialize, Serialize};
 
 /// The pod's only container.
 pub const CONTAINER: &str = "sandbox";
@@ -43,6 +53,21 @@ pub const ANNOTATION_INTENT_BY: &str = "io.openshell.intent-by";
 /// acted on" (Pending/Stopping), and a larger one with replicas that disagree means someone
 /// scaled it outside sandboxctl.
 pub const ANNOTATION_INTENT_GENERATION: &str = "io.openshell.intent-generation";
+/// What `stop` saw of the run it ended ([`LastRun`] as JSON): the pod, and its termination
+/// message with it, is gone once the StatefulSet is scaled to 0. Cleared by `start`.
+pub const ANNOTATION_LAST_RUN: &str = "io.openshell.last-run";
+
+/// The container's end as the kubelet reported it just before the pod went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    pub pod_uid: String,
+    pub exit_code: Option<i32>,
+    /// The kubelet's reason (`Completed`, `Error`, `OOMKilled`).
+    pub reason: Option<String>,
+    /// The termination message: the supervisor's last word.
+    pub message: Option<String>,
+    pub finished_at: Option<String>,
+}
 
 /// The pod a StatefulSet `openshell-NAME` makes (ordinal 0; there is only one).
 pub fn pod_name(object: &str) -> String {

@@ -3,18 +3,17 @@
 //! the resourceVersion it was computed from (module docs of `kube/mod.rs` say why).
 
 use super::client::{is_conflict, is_not_found, Conn, Target};
-use super::phase::{derive, intent_of, StoredIntent};
+use super::phase::intent_of;
 use super::render::{self, SandboxSpec};
 use super::{
-    pod_name, pvc_name, ANNOTATION_INTENT, ANNOTATION_INTENT_AT, ANNOTATION_INTENT_BY,
-    ANNOTATION_INTENT_GENERATION, LABEL_MANAGED_BY,
+    pod_name, pvc_name, LastRun, ANNOTATION_INTENT, ANNOTATION_INTENT_AT, ANNOTATION_INTENT_BY,
+    ANNOTATION_INTENT_GENERATION, ANNOTATION_LAST_RUN, CONTAINER, LABEL_MANAGED_BY,
 };
 use crate::contract::time::now_rfc3339;
-use crate::contract::{CtlExit, SandboxPhase};
+use crate::contract::CtlExit;
+use crate::shim::backend::Intent;
 use crate::shim::error::CtlError;
 use crate::shim::names::{self, Name};
-use crate::shim::phase::Derived;
-use crate::shim::state::Intent;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
@@ -24,7 +23,7 @@ use kube::api::{
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// How often a 409 Conflict is re-read and retried before it is reported.
 const CONFLICT_RETRIES: u32 = 5;
@@ -33,22 +32,19 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// Server-side timeout of one watch request; the watch is renewed from the last version.
 const WATCH_SECS: u32 = 290;
 
-/// One sandbox as the cluster has it right now.
+/// One sandbox's objects as the cluster has them right now.
 #[derive(Debug, Clone)]
-pub struct KubeView {
+pub struct Objects {
     pub name: Name,
     pub sts: StatefulSet,
     pub pod: Option<Pod>,
-    /// None when the annotations cannot be read (the error says why, in `derived`).
-    pub intent: Option<StoredIntent>,
-    pub derived: Derived,
 }
 
 pub struct Kube {
     pub conn: Conn,
 }
 
-fn selector_all() -> String {
+pub fn selector_all() -> String {
     format!(
         "{LABEL_MANAGED_BY}={},{}",
         names::MANAGED_BY,
@@ -93,6 +89,29 @@ impl Kube {
         if self.get_sts(&object)?.is_some() {
             return Err(about(taken("StatefulSet")));
         }
+        // The StatefulSet controller would adopt a claim of the PVC's name: a workspace left
+        // by someone else (or by a StatefulSet deleted by hand) must not become this one's.
+        let claim = pvc_name(&object);
+        let pvcs: Api<PersistentVolumeClaim> = self.api();
+        if self
+            .conn
+            .block_on(pvcs.get_opt(&claim))
+            .map_err(|e| {
+                about(
+                    self.conn
+                        .error(&format!("read PersistentVolumeClaim {claim}"), e),
+                )
+            })?
+            .is_some()
+        {
+            return Err(about(CtlError::new(
+                CtlExit::Conflict,
+                format!(
+                    "a PersistentVolumeClaim named {claim} already exists in namespace {} (a workspace sandboxctl does not know, e.g. left by a StatefulSet deleted by hand); delete it or pick another name",
+                    self.conn.namespace
+                ),
+            )));
+        }
         let svc: Api<Service> = self.api();
         let sts: Api<StatefulSet> = self.api();
         let pp = PostParams::default();
@@ -131,7 +150,9 @@ impl Kube {
             .map_err(|e| self.conn.error(&format!("read StatefulSet {object}"), e))
     }
 
-    /// The sandbox's StatefulSet, if there is one and sandboxctl made it for NAME.
+    /// The sandbox's StatefulSet, if there is one and sandboxctl made it for NAME. One of
+    /// that name with other labels is not a sandbox: sandboxctl leaves it alone (and
+    /// `create` refuses the name).
     pub fn find(&self, name: &Name) -> Result<Option<StatefulSet>, CtlError> {
         let object = name.container();
         let Some(s) = self.get_sts(&object)? else {
@@ -141,14 +162,9 @@ impl Kube {
         if labels.get(names::LABEL_SANDBOX).map(String::as_str) != Some(name.as_str())
             || labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(names::MANAGED_BY)
         {
-            return Err(CtlError::new(
-                CtlExit::Conflict,
-                format!(
-                    "StatefulSet {object} in namespace {} was not made by sandboxctl for this sandbox (labels {labels:?}); sandboxctl leaves it alone",
-                    self.conn.namespace
-                ),
-            )
-            .about(name.as_str()));
+            debug!(event = "kube.foreign", sandbox = %name, statefulset = %object,
+                "a StatefulSet of the sandbox's name that sandboxctl did not make: not a sandbox");
+            return Ok(None);
         }
         Ok(Some(s))
     }
@@ -183,14 +199,19 @@ impl Kube {
         let sts: Api<StatefulSet> = self.api();
         for attempt in 1..=CONFLICT_RETRIES {
             let s = self.require(name)?;
+            let mut annotations = json!({
+                ANNOTATION_INTENT: intent.as_str(),
+                ANNOTATION_INTENT_AT: now_rfc3339(),
+                ANNOTATION_INTENT_BY: by,
+                ANNOTATION_INTENT_GENERATION: s.metadata.generation.unwrap_or(0).to_string(),
+            });
+            if intent == Intent::Running {
+                // A new run is on its way: the last stop's record no longer describes it.
+                annotations[ANNOTATION_LAST_RUN] = serde_json::Value::Null;
+            }
             let patch = json!({"metadata": {
                 "resourceVersion": s.metadata.resource_version,
-                "annotations": {
-                    ANNOTATION_INTENT: intent.as_str(),
-                    ANNOTATION_INTENT_AT: now_rfc3339(),
-                    ANNOTATION_INTENT_BY: by,
-                    ANNOTATION_INTENT_GENERATION: s.metadata.generation.unwrap_or(0).to_string(),
-                },
+                "annotations": annotations,
             }});
             match self.conn.block_on(sts.patch(
                 &object,
@@ -224,7 +245,7 @@ impl Kube {
         .about(name.as_str())
     }
 
-    fn require(&self, name: &Name) -> Result<StatefulSet, CtlError> {
+    pub fn require(&self, name: &Name) -> Result<StatefulSet, CtlError> {
         self.find(name)?.ok_or_else(|| {
             CtlError::new(
                 CtlExit::UnknownSandbox,
@@ -316,26 +337,102 @@ impl Kube {
         }
     }
 
-    /// Waits until the pod is gone (after a scale to 0), up to `timeout`.
-    pub fn wait_pod_gone(&self, name: &Name, timeout: Duration) -> Result<(), CtlError> {
+    /// Waits until the pod is gone (after a scale to 0), up to `timeout`, following it with
+    /// the API's watch, and returns how its container ended as the kubelet last reported it
+    /// (None when the pod went without a terminated state, or there was none).
+    pub fn wait_pod_gone(
+        &self,
+        name: &Name,
+        timeout: Duration,
+    ) -> Result<Option<LastRun>, CtlError> {
         let object = name.container();
+        let pod = pod_name(&object);
+        let pods: Api<Pod> = self.api();
+        let lp = ListParams::default().labels(&format!("{}={}", names::LABEL_SANDBOX, name));
         let deadline = Instant::now() + timeout;
-        loop {
-            if self.get_pod(&object)?.is_none() {
-                return Ok(());
+        let timed_out = || {
+            CtlError::new(
+                CtlExit::Timeout,
+                format!(
+                    "pod {pod} is still there {timeout:?} after the scale to 0 (a stuck finalizer or an unreachable node?); see `kubectl describe pod {pod}`"
+                ),
+            )
+            .about(name.as_str())
+        };
+        let mut seen: Option<LastRun> = None;
+        self.conn.block_on(async {
+            loop {
+                let list = pods
+                    .list(&lp)
+                    .await
+                    .map_err(|e| self.conn.error("list pods", e))?;
+                let Some(p) = list
+                    .items
+                    .into_iter()
+                    .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
+                else {
+                    return Ok(seen);
+                };
+                capture(&p, &mut seen);
+                // Every event after the listing; a watch that ends is followed by a new listing.
+                let rv = list.metadata.resource_version.unwrap_or_default();
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(timed_out());
+                }
+                let wp = WatchParams::default()
+                    .labels(&format!("{}={}", names::LABEL_SANDBOX, name))
+                    .timeout(left.as_secs().clamp(1, u64::from(WATCH_SECS)) as u32);
+                let mut events = pods
+                    .watch(&wp, &rv)
+                    .await
+                    .map_err(|e| self.conn.error("watch pods", e))?
+                    .boxed();
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let next = match tokio::time::timeout(left, events.next()).await {
+                        Ok(n) => n,
+                        Err(_) => return Err(timed_out()),
+                    };
+                    match next {
+                        // The watch ended (its server-side timeout): look again.
+                        None => break,
+                        Some(Ok(WatchEvent::Added(p) | WatchEvent::Modified(p)))
+                            if p.metadata.name.as_deref() == Some(pod.as_str()) =>
+                        {
+                            capture(&p, &mut seen);
+                        }
+                        Some(Ok(WatchEvent::Deleted(p)))
+                            if p.metadata.name.as_deref() == Some(pod.as_str()) =>
+                        {
+                            capture(&p, &mut seen);
+                            return Ok(seen);
+                        }
+                        Some(Ok(WatchEvent::Error(e))) if e.code == 410 => break,
+                        Some(Ok(WatchEvent::Error(e))) => {
+                            return Err(self.conn.error("watch pods", kube::Error::Api(e)))
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(self.conn.error("watch pods", e)),
+                    }
+                }
             }
-            if Instant::now() >= deadline {
-                return Err(CtlError::new(
-                    CtlExit::Timeout,
-                    format!(
-                        "pod {} is still there {timeout:?} after the scale to 0 (a stuck finalizer or an unreachable node?); see `kubectl describe pod {}`",
-                        pod_name(&object),
-                        pod_name(&object)
-                    ),
-                )
-                .about(name.as_str()));
-            }
-            std::thread::sleep(POLL);
+        })
+    }
+
+    /// Records what `stop` saw of the run it ended (best effort: it is a report).
+    pub fn record_last_run(&self, name: &Name, run: &LastRun) {
+        let object = name.container();
+        let sts: Api<StatefulSet> = self.api();
+        let patch = json!({"metadata": {"annotations": {
+            ANNOTATION_LAST_RUN: serde_json::to_string(run).expect("a record serializes"),
+        }}});
+        if let Err(e) =
+            self.conn
+                .block_on(sts.patch(&object, &PatchParams::default(), &Patch::Merge(&patch)))
+        {
+            warn!(event = "kube.last_run_unrecorded", sandbox = %name, error = %e,
+                "cannot record the stopped run's exit on the StatefulSet; `status` will not show it");
         }
     }
 
@@ -385,24 +482,29 @@ impl Kube {
             .collect())
     }
 
-    /// Observes the given StatefulSets with one pod listing.
-    pub fn observe(&self, sandboxes: Vec<(Name, StatefulSet)>) -> Result<Vec<KubeView>, CtlError> {
+    /// The StatefulSets and pods of every sandbox in the namespace (two requests).
+    pub fn objects_all(&self) -> Result<BTreeMap<Name, Objects>, CtlError> {
         let mut pods = self.pods()?;
-        Ok(sandboxes
+        Ok(self
+            .list()?
             .into_iter()
             .map(|(name, sts)| {
                 let pod = pods.remove(&pod_name(&name.container()));
-                view(name, sts, pod)
+                (name.clone(), Objects { name, sts, pod })
             })
             .collect())
     }
 
     /// One sandbox, read afresh: the StatefulSet first, then its pod (so a pod the controller
     /// made after our read of the StatefulSet is seen, never one it has not made yet).
-    pub fn observe_one(&self, name: &Name) -> Result<KubeView, CtlError> {
+    pub fn objects_one(&self, name: &Name) -> Result<Objects, CtlError> {
         let sts = self.require(name)?;
         let pod = self.get_pod(&name.container())?;
-        Ok(view(name.clone(), sts, pod))
+        Ok(Objects {
+            name: name.clone(),
+            sts,
+            pod,
+        })
     }
 
     /// Follows every sandbox (or `only`) with the API's watch on StatefulSets and pods, and
@@ -413,7 +515,7 @@ impl Kube {
         &self,
         only: Option<&Name>,
         deadline: Option<Instant>,
-        mut emit: impl FnMut(&Name, Option<&KubeView>) -> bool,
+        mut emit: impl FnMut(&Name, Option<Objects>) -> bool,
     ) -> Result<bool, CtlError> {
         let sts_api: Api<StatefulSet> = self.api();
         let pod_api: Api<Pod> = self.api();
@@ -460,7 +562,7 @@ impl Kube {
                 }
                 for (n, (s, p)) in &world {
                     if let Some(s) = s {
-                        if emit(n, Some(&view(n.clone(), s.clone(), p.clone()))) {
+                        if emit(n, Some(objects(n, s, p))) {
                             return Ok(true);
                         }
                     }
@@ -559,7 +661,7 @@ impl Kube {
                             continue;
                         }
                         if let Some((Some(s), p)) = world.get(&name) {
-                            if emit(&name, Some(&view(name.clone(), s.clone(), p.clone()))) {
+                            if emit(&name, Some(objects(&name, s, p))) {
                                 return Ok(true);
                             }
                         }
@@ -582,30 +684,31 @@ fn sandbox_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta)
     Name::parse(n).ok()
 }
 
-pub fn view(name: Name, sts: StatefulSet, pod: Option<Pod>) -> KubeView {
-    match intent_of(&sts) {
-        Ok(i) => {
-            let derived = derive(&sts, &i, pod.as_ref());
-            KubeView {
-                name,
-                sts,
-                pod,
-                intent: Some(i),
-                derived,
-            }
-        }
-        Err(e) => KubeView {
-            name,
-            sts,
-            pod,
-            intent: None,
-            derived: Derived {
-                phase: SandboxPhase::Error,
-                reason: Some("intent_unreadable".into()),
-                message: Some(e),
-                exit_code: None,
-                status_current: false,
-            },
-        },
+fn objects(name: &Name, sts: &StatefulSet, pod: &Option<Pod>) -> Objects {
+    Objects {
+        name: name.clone(),
+        sts: sts.clone(),
+        pod: pod.clone(),
+    }
+}
+
+/// Keeps the container's latest termination as the kubelet reports it on `pod`.
+fn capture(pod: &Pod, seen: &mut Option<LastRun>) {
+    let Some(c) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER))
+    else {
+        return;
+    };
+    if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+        *seen = Some(LastRun {
+            pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+            exit_code: Some(t.exit_code),
+            reason: t.reason.clone(),
+            message: t.message.clone(),
+            finished_at: t.finished_at.as_ref().map(|f| f.0.to_string()),
+        });
     }
 }

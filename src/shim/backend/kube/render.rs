@@ -75,6 +75,8 @@ pub const CAPABILITIES: [&str; 7] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct SandboxSpec {
     pub name: Name,
+    /// Random, made at create time (`Record::id`), on every object as a label.
+    pub id: String,
     pub namespace: String,
     pub image: String,
     /// `KEY=VALUE` pairs.
@@ -108,14 +110,16 @@ impl SandboxSpec {
     /// `terminationGracePeriodSeconds`: the supervisor's grace plus the margin its own
     /// SIGKILL wait needs, as for the container engines' stop timeout.
     pub fn termination_grace_secs(&self) -> i64 {
-        self.grace.as_secs_f64().ceil() as i64 + crate::shim::verbs::create::STOP_MARGIN_SECS as i64
+        self.grace.as_secs_f64().ceil() as i64 + crate::shim::backend::STOP_MARGIN_SECS as i64
     }
 }
 
-/// The labels on every object; [`selector`] is the subset that selects the pod.
-pub fn labels(name: &Name) -> BTreeMap<String, String> {
-    let mut l = selector(name);
+/// The labels on every object; [`selector`] is the subset that selects the pod. The id
+/// tells this sandbox's objects from those of an earlier sandbox of the same name.
+pub fn labels(spec: &SandboxSpec) -> BTreeMap<String, String> {
+    let mut l = selector(&spec.name);
     l.insert(LABEL_MANAGED_BY.into(), names::MANAGED_BY.into());
+    l.insert(names::LABEL_ID.into(), spec.id.clone());
     l
 }
 
@@ -131,7 +135,7 @@ fn meta(spec: &SandboxSpec) -> ObjectMeta {
     ObjectMeta {
         name: Some(spec.object_name()),
         namespace: Some(spec.namespace.clone()),
-        labels: Some(labels(&spec.name)),
+        labels: Some(labels(spec)),
         ..ObjectMeta::default()
     }
 }
@@ -179,7 +183,7 @@ pub fn stateful_set(spec: &SandboxSpec) -> StatefulSet {
             ),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(&spec.name)),
+                    labels: Some(labels(spec)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod_spec(spec)),
@@ -195,7 +199,7 @@ fn workspace_claim(spec: &SandboxSpec) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(WORKSPACE_VOLUME.into()),
-            labels: Some(labels(&spec.name)),
+            labels: Some(labels(spec)),
             ..ObjectMeta::default()
         },
         spec: Some(PersistentVolumeClaimSpec {
@@ -415,6 +419,7 @@ mod tests {
     pub(crate) fn spec(name: &str) -> SandboxSpec {
         SandboxSpec {
             name: Name::parse(name).unwrap(),
+            id: "0123456789abcdef0123456789abcdef".into(),
             namespace: "sandboxes".into(),
             image: DEFAULT_IMAGE.into(),
             env: vec!["A=1".into(), "B=x=y".into()],
@@ -441,6 +446,7 @@ mod tests {
         let l = sts.metadata.labels.as_ref().unwrap();
         assert_eq!(l["app.kubernetes.io/managed-by"], "sandboxctl");
         assert_eq!(l[names::LABEL_SANDBOX], "agent-1");
+        assert_eq!(l[names::LABEL_ID], "0123456789abcdef0123456789abcdef");
         let sp = sts.spec.as_ref().unwrap();
         assert_eq!(sp.replicas, Some(1));
         assert_eq!(sp.pod_management_policy.as_deref(), Some("Parallel"));
@@ -538,10 +544,7 @@ mod tests {
         let ep = json_of("ENTRYPOINT");
         let cmd = json_of("CMD");
         assert_eq!(cmd, DEFAULT_AGENT.map(str::to_owned));
-        let image = crate::shim::engine::ImageConfig {
-            entrypoint: ep.clone(),
-        };
-        let sup = crate::shim::verbs::create::SupervisorSettings::from_image(&image).unwrap();
+        let sup = crate::shim::backend::SupervisorSettings::from_entrypoint(&ep).unwrap();
         assert_eq!(sup.grace, DEFAULT_GRACE);
         assert_eq!(sup.status_dir, STATUS_DIR);
         assert_eq!(ep[0], SUPERVISOR);
