@@ -4,7 +4,7 @@
 //!
 //!     cargo bench --bench enforce_timing -- [ITERATIONS]
 
-use openshell_supervisor::enforce::{in_child, Sandbox};
+use openshell_supervisor::enforce::{in_child, ProcessSetup, Sandbox};
 use std::path::Path;
 use std::time::Instant;
 
@@ -51,6 +51,7 @@ process:
 
 /// Runs `in_child` in `n` forked children, each timing itself.
 fn time_children(n: usize, sandbox: Option<&Sandbox>) -> Vec<f64> {
+    let setup = ProcessSetup::capture();
     let mut apply = Vec::new();
     for _ in 0..n {
         let mut fds = [0i32; 2];
@@ -62,7 +63,7 @@ fn time_children(n: usize, sandbox: Option<&Sandbox>) -> Vec<f64> {
                     let mut t0 = std::mem::zeroed::<libc::timespec>();
                     let mut t1 = std::mem::zeroed::<libc::timespec>();
                     libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t0);
-                    let ok = in_child(sandbox).is_ok();
+                    let ok = in_child(&setup, sandbox, None).is_ok();
                     libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t1);
                     let ns: i64 = if ok {
                         (t1.tv_sec - t0.tv_sec) * 1_000_000_000 + (t1.tv_nsec - t0.tv_nsec)

@@ -36,7 +36,9 @@ process:
 YAML
 
 export OPENSHELL_WORKSPACE="$workspace" OPENSHELL_AGENT_USER="$agent_user"
+# The agent reads OPENSHELL_WORKSPACE; the child gets only an allow-list of variables.
 args=(--hook "$repo/hooks/boot.sh" --policy "$demo/policy.yaml" --status-dir "$status_dir"
+      --child-env OPENSHELL_WORKSPACE
       --log-format text --ready-after 1s --backoff-initial 500ms)
 
 if [[ -n "${DEMO_INTERACTIVE:-}" ]]; then

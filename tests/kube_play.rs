@@ -8,7 +8,7 @@
 //! writes its final phase to the terminationMessagePath on a stop, and the workspace (with
 //! the hook's boot log) survives `kube down` + `kube play`. Stop/start times are printed.
 
-mod sandboxctl_common;
+mod conformance;
 
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
@@ -94,7 +94,7 @@ fn until_ready(container: &str, probe: &[String], t0: Instant) -> Duration {
 
 #[test]
 fn the_rendered_pod_runs_for_real_under_podman_kube_play() {
-    let image = sandboxctl_common::image("podman");
+    let image = conformance::engine::PODMAN.image();
     let name = format!("play{}", std::process::id());
     let out = ok(
         SANDBOXCTL,

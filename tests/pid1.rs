@@ -163,3 +163,30 @@ fn as_pid1_the_hook_runs_and_restarts_work() {
     assert_eq!(st.code(), Some(84));
     assert_eq!(s.read("trace"), "hook\nchild\nchild\n");
 }
+
+#[test]
+fn as_pid1_fault_and_realtime_signals_from_outside_are_forwarded() {
+    require_root();
+    let s = Scratch::new("pid1-faults");
+    let catch = format!("catch:{}", s.join("caught").display());
+    let (sup, host_pid) = spawn_pid1(
+        &s,
+        &["--no-hook", "--ready-after", "0", "--", PROBE, &catch],
+    );
+    wait_phase(&s, "Ready", LONG);
+    wait_for("the probe's handlers", LONG, || {
+        sup.stdout().contains("ready")
+    });
+    // As PID 1, a signal it does not block with a default action is dropped by the kernel:
+    // these vanished before.
+    deliver_and_wait(&s, host_pid, &outside_signals());
+    assert!(alive(host_pid));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid), Signal::SIGTERM).unwrap();
+    let (st, events) = sup.wait(LONG);
+    assert_eq!(st.code(), Some(0));
+    assert_eq!(
+        named(&events, "signal.forward").len(),
+        outside_signals().len()
+    );
+    assert!(s.read("caught").ends_with("\n15\n"));
+}

@@ -12,7 +12,8 @@ log "installing test dependencies"
 # podman + runc (crun cannot run here), docker.io (dockerd 20.10), busybox-static and
 # binutils (readelf) for images/build.sh.
 apt_pkgs=(busybox-static util-linux procps binutils podman runc docker.io)
-# tests/bench_smoke.rs runs the benchmark harness once against every init it compares.
+# tests/bench_smoke.rs runs the benchmark harness once against every init it compares;
+# tests/attacks.rs builds ELF hooks with a chosen PT_INTERP with gcc.
 apt_pkgs+=(tini dumb-init catatonit hyperfine gcc libc6-dev python3)
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -197,9 +197,12 @@ fn untrusted_hooks_are_refused_as_root() {
     // World-writable file.
     let writable = s.script("writable.sh", &body);
     fs::set_permissions(&writable, fs::Permissions::from_mode(0o757)).unwrap();
-    // Symlink to a trusted file.
     let good = s.script("good.sh", &body);
-    let link = s.join("link.sh");
+    // A symlink to a trusted file, planted in a directory others can write to.
+    let open_links = s.join("open-links");
+    fs::create_dir(&open_links).unwrap();
+    fs::set_permissions(&open_links, fs::Permissions::from_mode(0o777)).unwrap();
+    let link = open_links.join("link.sh");
     std::os::unix::fs::symlink(&good, &link).unwrap();
     // Not owned by root.
     let foreign = s.script("foreign.sh", &body);
@@ -216,7 +219,7 @@ fn untrusted_hooks_are_refused_as_root() {
         (&writable, "writable by group or others"),
         (&link, "symlink"),
         (&foreign, "not root"),
-        (&in_open, "writable by group or others"),
+        (&in_open, "a user other than root can modify"),
     ] {
         let (st, events) = spawn(&s, &["--hook", hook.to_str().unwrap(), "--", "true"]).wait(LONG);
         assert_eq!(st.code(), Some(82), "{}", hook.display());
@@ -229,21 +232,27 @@ fn untrusted_hooks_are_refused_as_root() {
         assert_eq!(status["hook"]["result"], "untrusted");
     }
     assert!(!marker.exists(), "no untrusted hook may run");
-    // The same file, once trusted, runs.
-    let (st, _) = spawn(
-        &s,
-        &[
-            "--hook",
-            good.to_str().unwrap(),
-            "--restart",
-            "never",
-            "--",
-            "true",
-        ],
-    )
-    .wait(LONG);
-    assert_eq!(st.code(), Some(0));
-    assert!(marker.exists());
+    // The same file runs when it is trusted, also through a symlink only root could have
+    // planted (a root-owned link in a root-owned directory).
+    let root_link = s.join("root-link.sh");
+    std::os::unix::fs::symlink(&good, &root_link).unwrap();
+    for hook in [&good, &root_link] {
+        let _ = fs::remove_file(&marker);
+        let (st, _) = spawn(
+            &s,
+            &[
+                "--hook",
+                hook.to_str().unwrap(),
+                "--restart",
+                "never",
+                "--",
+                "true",
+            ],
+        )
+        .wait(LONG);
+        assert_eq!(st.code(), Some(0), "{}", hook.display());
+        assert!(marker.exists(), "{}", hook.display());
+    }
 }
 
 #[test]
@@ -341,6 +350,13 @@ fn crashes_restart_with_exponential_backoff() {
     assert_eq!(status["restarts"], 5);
     assert_eq!(status["last_exit"]["code"], 7);
     assert_eq!(status["reason"], "crash_loop");
+    let msg = status["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("child exited with code 7 after 5 restarts"),
+        "{msg}"
+    );
+    let crash = named(&events, "crash_loop");
+    assert_eq!(crash[0]["msg"], msg);
     let p = phases(&events);
     assert_eq!(p.iter().filter(|p| *p == "BackOff").count(), 5);
     assert_eq!(p.last().unwrap(), "Failed");
@@ -769,6 +785,8 @@ fn usage_errors_exit_64_and_help_is_complete() {
         "--status-dir",
         "--log-format",
         "--log-level",
+        "--child-env",
+        "--hook-env-file",
         "Exit codes",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
@@ -790,4 +808,130 @@ fn unwritable_status_dir_fails_startup() {
     assert_eq!(out.status.code(), Some(71));
     assert!(String::from_utf8_lossy(&out.stderr).contains("supervisor.setup_failed"));
     let _ = out.status.signal();
+}
+
+#[test]
+fn unconfined_child_and_hook_die_with_a_killed_supervisor() {
+    require_root();
+    // The child under --no-policy.
+    let s = Scratch::new("pdeath-child");
+    let child = s.child_script("child.sh", "echo $$ > child.pid; exec sleep 1000");
+    let mut sup = spawn_ready(&s, &[], &child);
+    wait_for("the child to record its pid", LONG, || {
+        !s.read("child.pid").is_empty()
+    });
+    let pid: i32 = s.read("child.pid").trim().parse().unwrap();
+    assert!(alive(pid));
+    sup.child.kill().unwrap(); // SIGKILL: no chance to clean up
+    sup.child.wait().unwrap();
+    let gone = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        !alive(pid)
+    });
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    assert!(gone, "the unconfined child outlived its killed supervisor");
+
+    // The hook, which runs unconfined too.
+    let s = Scratch::new("pdeath-hook");
+    let hook = s.script("boot.sh", "echo $$ > hook.pid; exec sleep 1000");
+    let mut sup = spawn(&s, &["--hook", hook.to_str().unwrap(), "--", "true"]);
+    wait_for("the hook to record its pid", LONG, || {
+        !s.read("hook.pid").is_empty()
+    });
+    let pid: i32 = s.read("hook.pid").trim().parse().unwrap();
+    sup.child.kill().unwrap();
+    sup.child.wait().unwrap();
+    let gone = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        !alive(pid)
+    });
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    assert!(gone, "the hook outlived its killed supervisor");
+}
+
+#[test]
+fn fault_and_realtime_signals_from_outside_are_forwarded_and_the_supervisor_survives() {
+    require_root();
+    let s = Scratch::new("fault-signals");
+    let catch = format!("catch:{}", s.join("caught").display());
+    let sup = spawn(
+        &s,
+        &["--no-hook", "--ready-after", "0", "--", PROBE, &catch],
+    );
+    wait_phase(&s, "Ready", LONG);
+    wait_for("the probe's handlers", LONG, || {
+        sup.stdout().contains("ready")
+    });
+    deliver_and_wait(&s, sup.pid(), &outside_signals());
+    assert!(
+        alive(sup.pid()),
+        "a signal from outside killed the supervisor"
+    );
+    assert_eq!(s.status()["phase"], "Ready");
+    sup.signal(Signal::SIGTERM);
+    let (st, events) = sup.wait(LONG);
+    assert_eq!(st.code(), Some(0));
+    let forwarded: Vec<_> = named(&events, "signal.forward")
+        .iter()
+        .map(|e| e["signal"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        forwarded,
+        [
+            "SIGSEGV",
+            "SIGBUS",
+            "SIGILL",
+            "SIGFPE",
+            "SIGTRAP",
+            "SIGABRT",
+            "SIGSYS",
+            "SIGRTMIN+3"
+        ]
+    );
+    assert!(
+        s.read("caught").ends_with("\n15\n"),
+        "the stop reached the child too"
+    );
+}
+
+#[test]
+fn unprivileged_supervisor_runs_its_own_hook_by_descriptor() {
+    require_root();
+    let s = Scratch::new("unpriv-hook");
+    let nb = s.join("nb");
+    fs::create_dir(&nb).unwrap();
+    let nobody = Some(nix::unistd::Uid::from_raw(65534));
+    nix::unistd::chown(&nb, nobody, Some(nix::unistd::Gid::from_raw(65534))).unwrap();
+    let hook = nb.join("boot.sh");
+    fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$0 $OPENSHELL_HOOK\" > {}/ran\n",
+            nb.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    nix::unistd::chown(&hook, nobody, None).unwrap();
+    // Lenient without root: the user's own files, even through its own symlink.
+    let link = nb.join("link.sh");
+    std::os::unix::fs::symlink(&hook, &link).unwrap();
+    let mut c = std::process::Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        SUPERVISOR,
+    ])
+    .args(["--no-policy", "--status-dir"])
+    .arg(nb.join("status"))
+    .arg("--hook")
+    .arg(&link)
+    .args(["--restart", "never", "--", "true"])
+    .current_dir(&nb);
+    let (st, events) = spawn_cmd(&s, c).wait(LONG);
+    assert_eq!(st.code(), Some(0), "{events:?}");
+    let ran = fs::read_to_string(nb.join("ran")).unwrap();
+    assert!(ran.starts_with("/proc/self/fd/"), "{ran}");
+    assert!(ran.trim_end().ends_with(link.to_str().unwrap()), "{ran}");
 }

@@ -1,12 +1,15 @@
-//! Enforcement: everything applied to the child between fork and exec.
+//! Enforcement: everything applied to the child between clone and exec.
 //!
-//! The split that keeps `pre_exec` async-signal-safe: [`Sandbox::prepare`] does every
-//! allocation and file read (policy, passwd/group, Landlock path fds, compiled BPF) once,
-//! in the supervisor, before the first fork; [`in_child`] then makes raw syscalls only, and
-//! reports a failure as a fixed-size (stage, errno) record over a CLOEXEC pipe.
+//! The split that keeps the child's side async-signal-safe (it runs in the supervisor's
+//! memory, see `supervisor::spawn`): [`Sandbox::prepare`] and [`ProcessSetup::capture`] do
+//! every allocation and file read (policy, passwd/group, Landlock path fds, compiled BPF,
+//! signal dispositions, the bounding set) once, in the supervisor, before the first spawn;
+//! [`in_child`] then makes raw syscalls only, and reports a failure as a fixed-size
+//! (stage, errno) record over a CLOEXEC pipe.
 //!
 //! Order in the child, and why:
-//! 1. session, signal reset, every fd above 2 close-on-exec ([`in_child`]);
+//! 1. session, signal reset, every fd above 2 close-on-exec ([`in_child`]); an unconfined
+//!    process arms its parent-death signal here;
 //! 2. privilege drop, see [`privdrop::Plan::apply`] (ends with no_new_privs, which the two
 //!    next steps need since the child holds no CAP_SYS_ADMIN any more);
 //! 3. Landlock: enters the ruleset prepared by the supervisor;
@@ -29,7 +32,7 @@ pub use error::{ErrorKind, PolicyError};
 pub use report::{ReportPipe, Sender};
 pub use stage::{Failure, Stage};
 
-use std::io;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -54,16 +57,80 @@ impl Sandbox {
     }
 }
 
-/// Everything the child gets before exec, in order. Async-signal-safe: no allocation, no
-/// locks, no file reads beyond what `prepare` opened.
-pub fn in_child(sandbox: Option<&Sandbox>) -> Result<(), Failure> {
+/// What every spawned process (hook or child) gets, captured once in the supervisor
+/// before the first spawn.
+#[derive(Debug)]
+pub struct ProcessSetup {
+    /// The signals whose disposition is not `SIG_DFL` in the supervisor (std ignores
+    /// SIGPIPE and handles SIGSEGV/SIGBUS): only those need a reset in the child.
+    reset: [u8; 64],
+    resets: usize,
+    /// The supervisor's pid, to detect that it died before PR_SET_PDEATHSIG was armed.
+    supervisor: libc::pid_t,
+}
+
+/// The kernel's `struct sigaction` for `rt_sigaction` (x86-64 layout, no glibc wrapper:
+/// glibc refuses its own reserved signals 32 and 33).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+impl ProcessSetup {
+    /// Reads the supervisor's dispositions. Call after they are final (std's start-up and
+    /// the signalfd set-up change none later).
+    pub fn capture() -> ProcessSetup {
+        let mut setup = ProcessSetup {
+            reset: [0; 64],
+            resets: 0,
+            // SAFETY: getpid has no failure mode.
+            supervisor: unsafe { libc::getpid() },
+        };
+        for sig in 1..=64u8 {
+            let mut old = KernelSigaction::default();
+            // SAFETY: rt_sigaction only writes the old action into `old`.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    libc::c_int::from(sig),
+                    std::ptr::null::<KernelSigaction>(),
+                    &mut old,
+                    8usize,
+                )
+            };
+            if r == 0 && old.handler != libc::SIG_DFL {
+                setup.reset[setup.resets] = sig;
+                setup.resets += 1;
+            }
+        }
+        setup
+    }
+
+    /// The signals [`in_child`] resets.
+    pub fn resets(&self) -> &[u8] {
+        &self.reset[..self.resets]
+    }
+}
+
+/// Everything the new process gets before exec, in order. Async-signal-safe: no
+/// allocation, no locks, no file reads beyond what `prepare` opened. `keep_fd` stays open
+/// across exec; every other descriptor above 2 is closed.
+pub fn in_child(
+    setup: &ProcessSetup,
+    sandbox: Option<&Sandbox>,
+    keep_fd: Option<RawFd>,
+) -> Result<(), Failure> {
     // A session of its own: the supervisor signals the whole group, and the child shares no
     // controlling terminal with us (no TIOCSTI into our tty).
     // SAFETY: plain syscalls on the current process.
     if unsafe { libc::setsid() } < 0 {
         return Err(Failure::last(Stage::Session));
     }
-    reset_signals()?;
+    reset_signals(setup)?;
     // Every fd above stderr is closed on exec: nothing of the supervisor's leaks into the
     // sandbox, whatever its CLOEXEC discipline.
     // SAFETY: close_range only changes flags on our own fd table.
@@ -78,36 +145,82 @@ pub fn in_child(sandbox: Option<&Sandbox>) -> Result<(), Failure> {
     if r < 0 {
         return Err(Failure::last(Stage::Fds));
     }
+    if let Some(fd) = keep_fd {
+        // SAFETY: clears FD_CLOEXEC on one descriptor of our own table.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            return Err(Failure::last(Stage::Fds));
+        }
+    }
     match sandbox {
         Some(s) => s.apply(),
-        None => Ok(()),
+        // Unconfined (the hook, or --no-policy) still dies with the supervisor: nothing we
+        // start may outlive the process that would clean it up. (The sandbox arms this
+        // after its uid change, which clears it.)
+        None => die_with_supervisor(setup.supervisor),
     }
 }
 
-/// The child starts with an empty signal mask (the supervisor blocks nearly everything for
-/// its signalfd) and default dispositions (ignored ones would survive exec).
-fn reset_signals() -> Result<(), Failure> {
-    // SAFETY: sigset_t is plain data; sigemptyset, sigprocmask and signal are
-    // async-signal-safe.
+/// PR_SET_PDEATHSIG SIGKILL, then the check that the supervisor did not die before it was
+/// armed (we would have been re-parented already).
+pub(crate) fn die_with_supervisor(supervisor: libc::pid_t) -> Result<(), Failure> {
+    // SAFETY: prctl and getppid with integer arguments.
     unsafe {
-        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigemptyset(set.as_mut_ptr());
-        if libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
-            return Err(Failure::last(Stage::Signals));
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(Failure::last(Stage::ParentDeath));
         }
-        // 1..=64 covers every Linux signal; KILL/STOP and glibc's reserved ones just
-        // return EINVAL, which is harmless here.
-        for sig in 1..65 {
-            libc::signal(sig, libc::SIG_DFL);
+        if libc::getppid() != supervisor {
+            return Err(Failure {
+                stage: Stage::ParentDeath,
+                errno: libc::ESRCH,
+            });
         }
     }
     Ok(())
 }
 
-/// Turns a child-side failure into the error `Command::spawn` returns; the precise record
-/// travels over the report pipe.
-pub fn failure_to_io(f: Failure) -> io::Error {
-    io::Error::from_raw_os_error(f.errno)
+/// The child starts with default dispositions (ignored ones would survive exec) and an
+/// empty signal mask (the supervisor blocks nearly everything for its signalfd), in that
+/// order: the child runs in the supervisor's memory until it execs, so a handler of the
+/// supervisor's must never run in it. Only the signals captured as non-default are reset.
+fn reset_signals(setup: &ProcessSetup) -> Result<(), Failure> {
+    let dfl = KernelSigaction::default(); // SIG_DFL is 0
+    for &sig in setup.resets() {
+        // SAFETY: rt_sigaction with a valid action on our own process.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                libc::c_int::from(sig),
+                &dfl,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+        if r != 0 {
+            return Err(Failure::last(Stage::Signals));
+        }
+    }
+    let empty: u64 = 0;
+    // SAFETY: rt_sigprocmask with an 8-byte set, the kernel's sigset size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    if r != 0 {
+        return Err(Failure::last(Stage::Signals));
+    }
+    Ok(())
 }
 
 impl Sandbox {
@@ -155,8 +268,9 @@ impl Sandbox {
         })
     }
 
-    /// Environment the child gets on top of the supervisor's: a shell or tool that reads
-    /// HOME must not find root's (`/root`) after the drop.
+    /// The identity variables the child gets from the policy user (its inherited ones are
+    /// dropped): a shell or tool that reads HOME must not find root's (`/root`) after the
+    /// drop.
     pub fn child_env(&self) -> Vec<(&'static str, String)> {
         let id = &self.identity;
         let mut env = Vec::new();
@@ -222,4 +336,43 @@ fn read_db(policy: &Path, db: &str) -> Result<String, PolicyError> {
             format!("cannot read {db} to resolve the user: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_non_default_dispositions_are_reset_and_the_reset_works() {
+        // In a fork, so the test process keeps its own dispositions and mask.
+        // SAFETY: the child makes raw syscalls and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: raw signal calls in our own (child) process.
+            let code = unsafe {
+                libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+                let setup = ProcessSetup::capture();
+                let listed = setup.resets().contains(&(libc::SIGUSR2 as u8))
+                    && setup.resets().contains(&(libc::SIGPIPE as u8)) // std ignores it
+                    && !setup.resets().contains(&(libc::SIGUSR1 as u8));
+                let mut block: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut block);
+                libc::sigprocmask(libc::SIG_BLOCK, &block, std::ptr::null_mut());
+                let ok = reset_signals(&setup).is_ok();
+                let mut old: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(libc::SIGUSR2, std::ptr::null(), &mut old);
+                let mut mask: libc::sigset_t = std::mem::zeroed();
+                libc::sigprocmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask);
+                let unblocked = libc::sigismember(&mask, libc::SIGTERM) == 0;
+                i32::from(!(listed && ok && old.sa_sigaction == libc::SIG_DFL && unblocked))
+            };
+            // SAFETY: leave the forked test process at once.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
 }

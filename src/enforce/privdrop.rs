@@ -35,8 +35,10 @@ pub struct Plan {
     /// Emptying the bounding set needs CAP_SETPCAP; without it (unprivileged supervisor)
     /// no_new_privs is what keeps exec from granting anything.
     pub drop_bounding: bool,
-    /// Highest capability number this kernel knows.
-    pub cap_last: u32,
+    /// The capabilities still in the supervisor's bounding set (bit N = capability N), read
+    /// once: the child drops only these, not every number up to `cap_last_cap` (a
+    /// container's root already lacks most).
+    pub bounding: u64,
     /// The supervisor's pid, to detect that it died before PR_SET_PDEATHSIG was armed.
     pub supervisor: libc::pid_t,
 }
@@ -58,7 +60,7 @@ impl Plan {
             groups: id.groups.clone(),
             change_ids: !same_ids,
             drop_bounding: effective_caps() & (1u64 << CAP_SETPCAP) != 0,
-            cap_last: cap_last(),
+            bounding: bounding_set(cap_last()),
             // SAFETY: getpid has no failure mode.
             supervisor: unsafe { libc::getpid() },
         }
@@ -88,7 +90,7 @@ impl Plan {
                 return Err(Failure::last(Stage::Rlimits));
             }
             if self.drop_bounding {
-                for cap in 0..=self.cap_last {
+                for cap in (0..64).filter(|c| self.bounding & (1u64 << c) != 0) {
                     if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
                         return Err(Failure::last(Stage::Bounding));
                     }
@@ -125,22 +127,7 @@ impl Plan {
                 return Err(Failure::last(Stage::Capabilities));
             }
             self.verify()?;
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(Failure::last(Stage::ParentDeath));
-            }
-            if libc::getppid() != self.supervisor {
-                return Err(Failure {
-                    stage: Stage::ParentDeath,
-                    errno: libc::ESRCH,
-                });
-            }
+            super::die_with_supervisor(self.supervisor)?;
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(Failure::last(Stage::NoNewPrivs));
             }
@@ -185,6 +172,16 @@ fn effective_caps() -> u64 {
     u64::from(data[0].effective) | (u64::from(data[1].effective) << 32)
 }
 
+/// The capabilities up to `last` that PR_CAPBSET_READ reports as still in the bounding set.
+fn bounding_set(last: u32) -> u64 {
+    (0..=last.min(63))
+        // SAFETY: PR_CAPBSET_READ only reads.
+        .filter(
+            |&c| unsafe { libc::prctl(libc::PR_CAPBSET_READ, c as libc::c_ulong, 0, 0, 0) } == 1,
+        )
+        .fold(0, |set, c| set | (1u64 << c))
+}
+
 /// /proc/sys/kernel/cap_last_cap, or the highest cap PR_CAPBSET_READ accepts.
 fn cap_last() -> u32 {
     if let Some(n) = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -199,4 +196,35 @@ fn cap_last() -> u32 {
         last += 1;
     }
     last as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounding_set_lists_only_what_is_left() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "run as root (CI does): the test drops a capability in a fork"
+        );
+        let last = cap_last();
+        let before = bounding_set(last);
+        assert_ne!(before & (1 << CAP_SETPCAP), 0, "root holds CAP_SETPCAP");
+        // In a fork: drop CAP_KILL (5) from the bounding set and read it again.
+        // SAFETY: the child makes raw syscalls and _exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: prctl with integer arguments, then _exit.
+            unsafe {
+                libc::prctl(libc::PR_CAPBSET_DROP, 5, 0, 0, 0);
+                let after = bounding_set(last);
+                libc::_exit(i32::from(after != before & !(1 << 5)));
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
 }

@@ -19,10 +19,16 @@ pub enum Stage {
     Seccomp = 12,
     VerifyDrop = 13,
     Bounding = 14,
+    /// Standard input, output and error of the new process (the hook's pipes).
+    Stdio = 15,
+    /// The start directory.
+    Cwd = 16,
+    /// `execve`/`execveat` itself: the program could not be executed.
+    Exec = 17,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 14] = [
+    pub const ALL: [Stage; 17] = [
         Stage::Session,
         Stage::Signals,
         Stage::Fds,
@@ -37,6 +43,9 @@ impl Stage {
         Stage::Seccomp,
         Stage::VerifyDrop,
         Stage::Bounding,
+        Stage::Stdio,
+        Stage::Cwd,
+        Stage::Exec,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +64,9 @@ impl Stage {
             Stage::Seccomp => "seccomp",
             Stage::VerifyDrop => "verify_drop",
             Stage::Bounding => "bounding_set",
+            Stage::Stdio => "stdio",
+            Stage::Cwd => "cwd",
+            Stage::Exec => "exec",
         }
     }
 
@@ -82,13 +94,6 @@ impl Failure {
         Failure {
             stage,
             errno: nix::errno::Errno::last_raw(),
-        }
-    }
-
-    pub fn io(stage: Stage, e: &std::io::Error) -> Failure {
-        Failure {
-            stage,
-            errno: e.raw_os_error().unwrap_or(libc::EINVAL),
         }
     }
 }

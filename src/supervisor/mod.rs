@@ -2,6 +2,7 @@
 
 pub mod child;
 pub mod cli;
+mod env;
 mod events;
 pub mod hook;
 mod last_word;
@@ -9,26 +10,27 @@ mod report;
 pub mod restart;
 mod run;
 pub mod seed;
+mod spawn;
 pub mod status_cmd;
 mod tree;
 
 use crate::contract::{ExitCode, Phase, Reason};
-use cli::{Cli, Command};
+use cli::Cli;
 use tracing::{error, info, warn};
 
 /// Entry point of the `supervisor` binary; returns the process exit code.
 pub fn main() -> i32 {
-    let cli: Cli = match crate::cli_support::parse(ExitCode::help_table(), ExitCode::Usage.code()) {
+    let cli = match cli::parse_env() {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match cli.command {
-        Some(Command::Status(args)) => status_cmd::run(&args),
-        Some(Command::Check(args)) => {
+    match cli {
+        Cli::Status(args) => status_cmd::run(&args),
+        Cli::Check(args) => {
             crate::log::init(args.log.log_format, args.log.log_level);
             crate::enforce::check_command(&args.policy)
         }
-        None => supervise(cli.run),
+        Cli::Run(args) => supervise(args),
     }
 }
 
@@ -65,6 +67,14 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
             return setup_failed(format!("cannot set up signal handling: {e}"));
         }
     };
+    // After the signal set-up: the child-side reset is computed from our dispositions.
+    let spawner = match spawn::Spawner::new() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(event = "supervisor.setup_failed", step = "spawn", error = %e, "cannot prepare process spawning");
+            return setup_failed(format!("cannot prepare process spawning: {e}"));
+        }
+    };
     if pid != 1 {
         // Orphans of the child must come back to us, not to the host's init.
         // SAFETY: prctl with integer arguments.
@@ -89,7 +99,10 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         &mut args.status_dir,
         &mut args.workspace,
         &mut args.seed,
-    ] {
+    ]
+    .into_iter()
+    .chain(args.hook_env_file.as_mut())
+    {
         if p.is_relative() {
             *p = cwd.join(&*p);
         }
@@ -146,7 +159,7 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
             }
         }
     };
-    run::Supervisor::new(args, events, report, cwd, sandbox).run()
+    run::Supervisor::new(args, events, spawner, report, cwd, sandbox).run()
 }
 
 /// Why the sandbox could not be prepared, already logged.

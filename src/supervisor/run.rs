@@ -2,12 +2,14 @@
 //! then a graceful stop. One thread; every wait goes through [`Supervisor::wait`], which
 //! reaps, forwards signals and notes stop requests, so no step can miss an event.
 
-use super::child::{self, SpawnError};
-use super::cli::{RestartPolicy, RunArgs};
+use super::child;
+use super::cli::RunArgs;
+use super::env;
 use super::events::Events;
 use super::hook::{self, Found, Lines};
 use super::report::Reporter;
 use super::restart::{Decision, RestartConfig, Restarts};
+use super::spawn::{SpawnError, Spawner};
 use super::tree;
 use crate::contract::status::{ChildInfo, ExitInfo, HookResult};
 use crate::contract::time::now_rfc3339;
@@ -37,6 +39,9 @@ pub struct Supervisor {
     report: Reporter,
     cwd: PathBuf,
     sandbox: Option<Arc<Sandbox>>,
+    spawner: Spawner,
+    /// What every generation execs, built at the first spawn.
+    child_exec: Option<child::Prepared>,
     restarts: Restarts,
     /// The stop signal (SIGTERM/SIGINT) once a stop has been requested.
     stop: Option<Signal>,
@@ -47,6 +52,10 @@ pub struct Supervisor {
     watched_exit: Option<WaitStatus>,
     /// Where forwarded signals go: the hook's or the child's process group.
     forward_to: Option<Pid>,
+    /// The supervisor's own long-lived helper processes (none yet; e.g. an egress proxy):
+    /// the sweep for leftovers after the hook and after each generation spares them and
+    /// what runs below them.
+    helpers: Vec<Pid>,
 }
 
 enum ChildEnd {
@@ -58,6 +67,7 @@ impl Supervisor {
     pub fn new(
         args: RunArgs,
         events: Events,
+        spawner: Spawner,
         report: Reporter,
         cwd: PathBuf,
         sandbox: Option<Sandbox>,
@@ -76,12 +86,15 @@ impl Supervisor {
             report,
             cwd,
             sandbox: sandbox.map(Arc::new),
+            spawner,
+            child_exec: None,
             restarts,
             stop: None,
             stop_forwarded: false,
             watched: None,
             watched_exit: None,
             forward_to: None,
+            helpers: Vec::new(),
         }
     }
 
@@ -105,7 +118,7 @@ impl Supervisor {
                 ChildEnd::StopRequested => return self.stop_child(pid),
                 ChildEnd::Exited(status, uptime) => {
                     self.forward_to = None;
-                    self.drain_group(pid, "child");
+                    self.drain_leftovers(pid, "child");
                     if self.stop.is_some() {
                         return self.finish_stopped();
                     }
@@ -115,7 +128,7 @@ impl Supervisor {
                         Decision::CrashLoop => {
                             let max = self.args.max_restarts.unwrap_or(0);
                             let msg = format!(
-                                "child exited {} after {} restarts within {:?}; fix the command or raise --max-restarts",
+                                "child {} after {} restarts within {:?}; fix the command or raise --max-restarts",
                                 describe(status),
                                 max,
                                 self.args.restart_window
@@ -165,21 +178,23 @@ impl Supervisor {
             }
         }
         for sig in batch.signals {
-            let is_stop = matches!(sig, Signal::SIGTERM | Signal::SIGINT);
-            if is_stop && self.stop.is_none() {
-                self.stop = Some(sig);
+            let stop = [Signal::SIGTERM, Signal::SIGINT]
+                .into_iter()
+                .find(|s| sig.is(*s));
+            if let (Some(stop), None) = (stop, self.stop) {
+                self.stop = Some(stop);
                 // Forward before anything else, even the log line: after a long idle spell
                 // the first log line costs more than the kill. The step in progress then
                 // reacts to `stop` (phase, grace, SIGKILL) without signalling again.
                 if let Some(pg) = self.forward_to {
-                    self.stop_forwarded = child::signal_group(pg, sig);
+                    self.stop_forwarded = child::signal_group(pg, stop);
                     // The woken process is often queued on our CPU and would wait for our
                     // bookkeeping (log, status write, /proc scan); let it run first.
                     let _ = nix::sched::sched_yield();
                 }
                 info!(
                     event = "stop.requested",
-                    signal = sig.as_str(),
+                    signal = stop.as_str(),
                     forwarded = self.stop_forwarded,
                     "stop requested"
                 );
@@ -187,10 +202,10 @@ impl Supervisor {
             }
             match self.forward_to {
                 Some(pg) => {
-                    let ok = child::signal_group(pg, sig);
+                    let ok = child::signal_group_raw(pg, sig.signo);
                     info!(
                         event = "signal.forward",
-                        signal = sig.as_str(),
+                        signal = %sig.name(),
                         pgid = pg.as_raw(),
                         delivered = ok,
                         "forwarded signal"
@@ -198,7 +213,7 @@ impl Supervisor {
                 }
                 None => debug!(
                     event = "signal.dropped",
-                    signal = sig.as_str(),
+                    signal = %sig.name(),
                     "no process to forward to"
                 ),
             }
@@ -222,28 +237,65 @@ impl Supervisor {
         }
     }
 
-    /// After the group leader exited: what is left of its group gets SIGTERM, then SIGKILL
-    /// after the grace, so no generation overlaps the next one.
-    fn drain_group(&mut self, pgid: Pid, what: &str) {
-        if !child::group_alive(pgid) {
+    /// After the hook or a generation ended: everything it left behind, its process group
+    /// and every other descendant (a daemon that called setsid is in neither), gets
+    /// SIGTERM, then SIGKILL after the grace, and is reaped before anything else starts: a
+    /// leftover of the hook would run as root beside the child, and a generation's would
+    /// pile up across restarts.
+    fn drain_leftovers(&mut self, pgid: Pid, what: &str) {
+        let left = tree::descendants_except(&self.helpers);
+        if left.is_empty() && !child::group_alive(pgid) {
             return;
         }
         warn!(
             event = "group.cleanup",
             pgid = pgid.as_raw(),
             of = what,
-            "processes left in the group: sending SIGTERM"
+            count = left.len(),
+            "processes left behind: sending SIGTERM"
         );
         child::signal_group(pgid, Signal::SIGTERM);
-        if !self.wait_group_gone(pgid, after(self.args.grace)) {
+        for p in left {
+            let _ = nix::sys::signal::kill(p, Signal::SIGTERM);
+        }
+        if self.wait_leftovers_gone(pgid, after(self.args.grace), None) {
+            return;
+        }
+        warn!(
+            event = "group.kill",
+            pgid = pgid.as_raw(),
+            of = what,
+            "leftovers outlived the grace: sending SIGKILL"
+        );
+        if !self.wait_leftovers_gone(pgid, after(KILL_WAIT), Some(Signal::SIGKILL)) {
             warn!(
-                event = "group.kill",
-                pgid = pgid.as_raw(),
-                of = what,
-                "group outlived the grace: sending SIGKILL"
+                event = "stop.leftovers",
+                count = tree::descendants_except(&self.helpers).len(),
+                "descendants survived SIGKILL (uninterruptible sleep?)"
             );
-            child::signal_group(pgid, Signal::SIGKILL);
-            self.wait_group_gone(pgid, after(KILL_WAIT));
+        }
+    }
+
+    /// Waits until the group is empty and no descendant is left (all reaped), or
+    /// `deadline`; with `kill`, sends it again to the group and to every descendant found
+    /// on each round, so processes forked meanwhile are caught too.
+    fn wait_leftovers_gone(&mut self, pgid: Pid, deadline: Instant, kill: Option<Signal>) -> bool {
+        loop {
+            let left = tree::descendants_except(&self.helpers);
+            if left.is_empty() && !child::group_alive(pgid) {
+                return true;
+            }
+            if let Some(sig) = kill {
+                child::signal_group(pgid, sig);
+                for p in &left {
+                    let _ = nix::sys::signal::kill(*p, sig);
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.wait(Some(deadline.min(now + GROUP_POLL)), &[]);
         }
     }
 
@@ -258,22 +310,46 @@ impl Supervisor {
         let path = self.args.hook.clone();
         let shown = path.display().to_string();
         let strict = nix::unistd::geteuid().is_root();
-        let executable = match hook::inspect(&path, strict) {
+        let mut env = hook::environment(&path);
+        if let Some(file) = self.args.hook_env_file.clone() {
+            match env::read_hook_env_file(&file, strict) {
+                Ok(vars) => {
+                    let names: Vec<_> = vars.iter().map(|(k, _)| k.to_string_lossy()).collect();
+                    info!(event = "hook.env_file", path = %file.display(), names = %names.join(","),
+                        "variables for the hook only");
+                    env = env::overlay(env, vars);
+                }
+                Err(env::EnvFileError::Untrusted(why)) => {
+                    error!(event = "hook.untrusted", path = %file.display(), error = %why, "refusing the hook's environment file");
+                    self.report.status.hook.result = HookResult::Untrusted;
+                    return Err(self.fail(
+                        Reason::HookUntrusted,
+                        why,
+                        ExitCode::HookUntrusted.code(),
+                    ));
+                }
+                Err(env::EnvFileError::Invalid(why)) => {
+                    error!(event = "hook.env_file_invalid", path = %file.display(), error = %why, "fix or remove --hook-env-file");
+                    return Err(self.fail(Reason::ConfigInvalid, why, ExitCode::Config.code()));
+                }
+            }
+        }
+        let prepared = match hook::prepare(&path, strict, &env) {
             Ok(Found::Missing) => {
                 info!(event = "hook.skipped", path = %shown, "no boot hook at this path; continuing");
                 self.report.status.hook.result = HookResult::Skipped;
                 return Ok(());
             }
-            Ok(Found::Present { executable }) => executable,
+            Ok(Found::Present(p)) => p,
             Err(why) => {
-                error!(event = "hook.untrusted", path = %shown, error = %why, "refusing to run the boot hook as root");
+                error!(event = "hook.untrusted", path = %shown, error = %why, "refusing to run the boot hook");
                 self.report.status.hook.result = HookResult::Untrusted;
                 let msg = format!("boot hook {shown} refused: {why}");
                 return Err(self.fail(Reason::HookUntrusted, msg, ExitCode::HookUntrusted.code()));
             }
         };
         let started = Instant::now();
-        let mut running = match hook::spawn(&path, executable, &self.cwd) {
+        let mut running = match hook::spawn(&mut self.spawner, &prepared, &env, &self.cwd) {
             Ok(r) => r,
             Err(e) => {
                 error!(event = "hook.exit", path = %shown, error = %e, "boot hook could not be started");
@@ -283,7 +359,10 @@ impl Supervisor {
             }
         };
         let pid = Pid::from_raw(running.pid);
-        info!(event = "hook.start", path = %shown, pid = running.pid, direct = executable, "running boot hook");
+        let interpreter = prepared.interpreter().map(|p| p.display().to_string());
+        info!(event = "hook.start", path = %shown, pid = running.pid, direct = prepared.direct(),
+            interpreter = interpreter.as_deref().unwrap_or(""), "running boot hook");
+        drop(prepared); // the checked descriptors: the hook holds its own copies now
         self.report.status.hook.result = HookResult::Running;
         self.report.write();
         self.watched = Some(pid);
@@ -351,7 +430,7 @@ impl Supervisor {
         self.forward_to = None;
         let status = self.watched_exit.take().expect("loop ends on exit");
         self.watched = None;
-        self.drain_group(pid, "hook");
+        self.drain_leftovers(pid, "hook");
 
         let duration_ms = started.elapsed().as_millis() as u64;
         let h = &mut self.report.status.hook;
@@ -405,9 +484,37 @@ impl Supervisor {
 
     fn spawn_child(&mut self) -> Result<(Pid, Instant), i32> {
         let generation = self.report.status.restarts + 1;
-        let argv = &self.args.command;
-        let program = argv[0].to_string_lossy().into_owned();
-        match child::spawn(argv, &self.cwd, self.sandbox.clone()) {
+        let program = self.args.command[0].to_string_lossy().into_owned();
+        if self.child_exec.is_none() {
+            let identity = self
+                .sandbox
+                .as_ref()
+                .map(|s| s.child_env())
+                .unwrap_or_default();
+            let (env, withheld) = env::child_env(
+                std::env::vars_os(),
+                &self.args.child_env,
+                &identity,
+                self.sandbox.is_some(),
+            );
+            let names: Vec<_> = env.iter().map(|(k, _)| k.to_string_lossy()).collect();
+            info!(event = "child.env", names = %names.join(","), withheld = %withheld.join(","),
+                "the child's environment (add names with --child-env)");
+            match child::Prepared::new(&self.args.command, &env, &self.cwd) {
+                Ok(p) => self.child_exec = Some(p),
+                Err(e) => {
+                    let msg = format!("cannot prepare {program:?} for exec: {e}");
+                    error!(event = "child.spawn_failed", command = %program, error = %e, exit_code = ExitCode::NotExecutable.code(), generation, "check the command line");
+                    return Err(self.fail(
+                        Reason::SpawnFailed,
+                        msg,
+                        ExitCode::NotExecutable.code(),
+                    ));
+                }
+            }
+        }
+        let prepared = self.child_exec.as_ref().expect("prepared above");
+        match child::spawn(&mut self.spawner, prepared, self.sandbox.as_deref()) {
             Ok(pid) => {
                 let started = Instant::now();
                 info!(event = "child.spawn", pid = pid.as_raw(), generation, command = %program, sandboxed = self.sandbox.is_some(), "child started");
@@ -431,6 +538,11 @@ impl Supervisor {
                 );
                 error!(event = "enforce.failed", stage = f.stage.as_str(), errno = f.errno, error = %std::io::Error::from_raw_os_error(f.errno), generation, "child was not started");
                 Err(self.fail(Reason::EnforcementFailed, msg, ExitCode::Enforcement.code()))
+            }
+            Err(SpawnError::Os(e)) => {
+                let msg = format!("cannot start {program:?}: {e}");
+                error!(event = "child.spawn_failed", command = %program, error = %e, exit_code = ExitCode::Internal.code(), generation, "the supervisor could not create a process");
+                Err(self.fail(Reason::SpawnFailed, msg, ExitCode::Internal.code()))
             }
             Err(SpawnError::Exec(e)) => {
                 let code = match e.raw_os_error() {
@@ -596,7 +708,7 @@ impl Supervisor {
             let msg = format!(
                 "child {} and --restart {} does not restart it",
                 describe(status),
-                policy_name(self.args.restart)
+                self.args.restart.name()
             );
             self.report
                 .phase(Phase::Failed, Some(Reason::ChildFailed), Some(msg));
@@ -668,13 +780,5 @@ fn describe(status: WaitStatus) -> String {
             )
         }
         other => format!("{other:?}"),
-    }
-}
-
-fn policy_name(p: RestartPolicy) -> &'static str {
-    match p {
-        RestartPolicy::Always => "always",
-        RestartPolicy::OnFailure => "on-failure",
-        RestartPolicy::Never => "never",
     }
 }

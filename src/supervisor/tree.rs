@@ -10,6 +10,12 @@ use std::os::unix::ffi::OsStrExt;
 
 /// Every live descendant of this process, children first.
 pub fn descendants() -> Vec<Pid> {
+    descendants_except(&[])
+}
+
+/// Every descendant except the processes in `spare` and everything below them: the
+/// supervisor's own long-lived helpers are not leftovers of the hook or of a generation.
+pub fn descendants_except(spare: &[Pid]) -> Vec<Pid> {
     // We are PID 1 or a child subreaper, so an orphaned descendant is re-parented to us:
     // with no child at all there is no descendant, and the /proc scan (hundreds of files on
     // a busy host) is skipped. This is the common case when a run ends.
@@ -36,6 +42,9 @@ pub fn descendants() -> Vec<Pid> {
     while let Some(p) = queue.pop() {
         let start = links.partition_point(|&(pp, _)| pp < p);
         for &(_, c) in links[start..].iter().take_while(|&&(pp, _)| pp == p) {
+            if spare.contains(&Pid::from_raw(c)) {
+                continue;
+            }
             out.push(Pid::from_raw(c));
             queue.push(c);
         }
@@ -86,11 +95,14 @@ mod tests {
             .arg("5")
             .spawn()
             .unwrap();
-        let found = descendants().contains(&Pid::from_raw(c.id() as i32));
+        let pid = Pid::from_raw(c.id() as i32);
+        let found = descendants().contains(&pid);
+        let spared = !descendants_except(&[pid]).contains(&pid);
         let had_children = has_children();
         c.kill().unwrap();
         c.wait().unwrap();
         assert!(found);
+        assert!(spared);
         assert!(had_children, "a running child must count as a child");
         assert_eq!(
             read_ppid(std::process::id() as i32),

@@ -258,3 +258,47 @@ pub fn zombies_of(ppid: i32) -> Vec<i32> {
 }
 
 pub const LONG: Duration = Duration::from_secs(20);
+
+pub const PROBE: &str = env!("CARGO_BIN_EXE_sandbox-probe");
+
+/// The fault signals and a real-time one, sent by another process (`kill`), which the
+/// supervisor must forward to the child like any other signal.
+pub fn outside_signals() -> Vec<i32> {
+    vec![
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGTRAP,
+        libc::SIGABRT,
+        libc::SIGSYS,
+        libc::SIGRTMIN() + 3,
+    ]
+}
+
+/// Sends each of `signals` to `pid` and waits for the probe's `catch` file (in `s`) to
+/// record it; the last one is sent with sigqueue (SI_QUEUE) rather than kill (SI_USER).
+pub fn deliver_and_wait(s: &Scratch, pid: i32, signals: &[i32]) {
+    let mut want = String::new();
+    for (i, &sig) in signals.iter().enumerate() {
+        // SAFETY: signalling a process of ours.
+        let r = unsafe {
+            if i + 1 == signals.len() {
+                libc::sigqueue(
+                    pid,
+                    sig,
+                    libc::sigval {
+                        sival_ptr: std::ptr::null_mut(),
+                    },
+                )
+            } else {
+                libc::kill(pid, sig)
+            }
+        };
+        assert_eq!(r, 0, "cannot send signal {sig}");
+        want.push_str(&format!("{sig}\n"));
+        wait_for(&format!("signal {sig} to reach the child"), LONG, || {
+            s.read("caught") == want
+        });
+    }
+}

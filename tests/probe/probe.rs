@@ -6,7 +6,9 @@
 //! `ids`, `status`, `fds`, `kill-parent`, `tcp-bind:PORT`, `tcp-connect:PORT`,
 //! `abstract-connect:NAME`, `syscalls` (the whole battery), `crash-once:MARKER` (exit 3
 //! the first time, creating MARKER; carry on when it exists), `parent-status`,
-//! `sleep:MS`, `bench:N` (ns per syscall, for measurements only).
+//! `sleep:MS`, `bench:N` (ns per syscall, for measurements only), `catch:FILE` (handle every
+//! catchable signal, append each one's number to FILE, exit 0 on SIGTERM; never returns),
+//! `environ` (the process's environment as /proc/self/environ shows it).
 
 use std::ffi::CString;
 use std::io::Write;
@@ -100,12 +102,87 @@ fn main() {
                 }
                 println!("{{\"op\":\"crash-once\",\"first\":false}}");
             }
+            "catch" => catch(val),
+            "environ" => environ(),
             _ => {
                 eprintln!("sandbox-probe: unknown operation {arg:?}");
                 std::process::exit(2);
             }
         }
     }
+}
+
+/// Where the `catch` handler appends; set once before any handler is installed.
+static CATCH_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn record(sig: libc::c_int) {
+    // Async-signal-safe: format into a stack buffer, one write.
+    let mut buf = [0u8; 4];
+    let mut n = 0;
+    let mut d = [0u8; 3];
+    let mut v = sig as u32;
+    let mut k = 0;
+    loop {
+        d[k] = b'0' + (v % 10) as u8;
+        k += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while k > 0 {
+        k -= 1;
+        buf[n] = d[k];
+        n += 1;
+    }
+    buf[n] = b'\n';
+    n += 1;
+    let fd = CATCH_FD.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: write and _exit are async-signal-safe.
+    unsafe {
+        libc::write(fd, buf.as_ptr().cast(), n);
+        if sig == libc::SIGTERM {
+            libc::_exit(0);
+        }
+    }
+}
+
+fn catch(path: &str) -> ! {
+    let p = cstr(path);
+    // SAFETY: open, sigaction with a handler that only writes, pause.
+    unsafe {
+        let fd = libc::open(
+            p.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+            0o644,
+        );
+        assert!(fd >= 0, "catch: cannot open {path}");
+        CATCH_FD.store(fd, std::sync::atomic::Ordering::Relaxed);
+        for sig in 1..=libc::SIGRTMAX() {
+            if matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGCHLD) {
+                continue;
+            }
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = record as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut()); // glibc's own 32/33 refuse
+        }
+        println!("{{\"op\":\"catch\",\"ready\":true}}");
+        let _ = std::io::stdout().flush();
+        loop {
+            libc::pause();
+        }
+    }
+}
+
+fn environ() {
+    let raw = std::fs::read("/proc/self/environ").unwrap_or_default();
+    let vars: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("{:?}", String::from_utf8_lossy(v)))
+        .collect();
+    println!("{{\"op\":\"environ\",\"vars\":[{}]}}", vars.join(","));
 }
 
 fn read(path: &str) -> i32 {

@@ -2,7 +2,7 @@
 //! command line the sandbox will run it with, by the supervisor's own parser: one source of
 //! truth for its flags.
 
-use clap::Parser;
+use std::ffi::OsString;
 use std::time::Duration;
 
 /// What sandboxctl needs to know about the image's supervisor, read from its ENTRYPOINT
@@ -27,26 +27,32 @@ impl SupervisorSettings {
             ));
         }
         // The agent command follows `--`; any word stands in for it here.
-        let argv = ep.iter().map(String::as_str).chain(["agent"]);
-        let cli = crate::supervisor::cli::Cli::try_parse_from(argv).map_err(|e| {
-            format!(
-                "its ENTRYPOINT has invalid supervisor flags: {}",
-                e.render()
-            )
-        })?;
-        if cli.command.is_some() {
-            return Err(format!(
-                "its ENTRYPOINT {ep:?} runs a supervisor subcommand, not the supervisor"
-            ));
-        }
-        let status_dir = cli.run.status_dir.display().to_string();
+        let argv = ep[1..]
+            .iter()
+            .map(OsString::from)
+            .chain([OsString::from("agent")]);
+        let run = match crate::supervisor::cli::parse(argv.collect()) {
+            Ok(crate::supervisor::cli::Cli::Run(run)) => run,
+            Ok(_) => {
+                return Err(format!(
+                    "its ENTRYPOINT {ep:?} runs a supervisor subcommand, not the supervisor"
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "its ENTRYPOINT has invalid supervisor flags: {}",
+                    e.text()
+                ))
+            }
+        };
+        let status_dir = run.status_dir.display().to_string();
         if !status_dir.starts_with('/') {
             return Err(format!(
                 "its supervisor --status-dir {status_dir:?} is not an absolute path"
             ));
         }
         Ok(SupervisorSettings {
-            grace: cli.run.grace,
+            grace: run.grace,
             status_dir,
         })
     }

@@ -474,7 +474,6 @@ mod tests {
 
     #[test]
     fn the_pod_runs_the_supervisor_as_pid_1_with_least_privilege() {
-        use clap::Parser;
         let s = spec("a");
         let pod = stateful_set(&s).spec.unwrap().template.spec.unwrap();
         let c = &pod.containers[0];
@@ -483,11 +482,18 @@ mod tests {
         assert_eq!(cmd.last().map(String::as_str), Some("--"));
         assert_eq!(c.args.as_ref().unwrap(), &DEFAULT_AGENT.map(str::to_owned));
         // The pod's command must be one the supervisor accepts.
-        let argv = cmd.iter().chain(c.args.as_ref().unwrap());
-        let cli = crate::supervisor::cli::Cli::try_parse_from(argv).unwrap();
-        assert_eq!(cli.run.grace, DEFAULT_GRACE);
+        let argv = cmd[1..]
+            .iter()
+            .chain(c.args.as_ref().unwrap())
+            .map(std::ffi::OsString::from)
+            .collect();
+        let crate::supervisor::cli::Cli::Run(run) = crate::supervisor::cli::parse(argv).unwrap()
+        else {
+            panic!("the pod's command is not a supervisor run")
+        };
+        assert_eq!(run.grace, DEFAULT_GRACE);
         assert_eq!(
-            cli.run.termination_message.as_deref(),
+            run.termination_message.as_deref(),
             Some(std::path::Path::new(TERMINATION_MESSAGE_PATH))
         );
         assert!(pod.termination_grace_period_seconds.unwrap() > DEFAULT_GRACE.as_secs() as i64);

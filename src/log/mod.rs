@@ -9,28 +9,43 @@ use serde_json::Value;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::prelude::*;
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+// clap's ValueEnum is for sandboxctl's command line; the supervisor's reads `NAMES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
+    #[default]
     Json,
     Text,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+impl Format {
+    pub const NAMES: [(&'static str, Format); 2] = [("json", Format::Json), ("text", Format::Text)];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogLevel {
     Error,
     Warn,
+    #[default]
     Info,
     Debug,
     Trace,
 }
 
 impl LogLevel {
-    fn filter(self) -> tracing::level_filters::LevelFilter {
-        use tracing::level_filters::LevelFilter as F;
+    pub const NAMES: [(&'static str, LogLevel); 5] = [
+        ("error", LogLevel::Error),
+        ("warn", LogLevel::Warn),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+        ("trace", LogLevel::Trace),
+    ];
+
+    fn filter(self) -> LevelFilter {
+        use LevelFilter as F;
         match self {
             LogLevel::Error => F::ERROR,
             LogLevel::Warn => F::WARN,
@@ -43,15 +58,49 @@ impl LogLevel {
 
 /// Installs the global subscriber. Call once, early in `main`.
 pub fn init(format: Format, level: LogLevel) {
-    let layer = LineLayer { format };
-    let _ = tracing_subscriber::registry()
-        .with(level.filter())
-        .with(layer)
-        .try_init();
+    let _ = tracing::subscriber::set_global_default(LineSubscriber {
+        format,
+        max: level.filter(),
+    });
 }
 
-struct LineLayer {
+/// The whole subscriber: a level filter and one line per event. No spans are used, so
+/// there is no span registry (tracing-subscriber's zeroed a 32 KiB slab at start, issue 12).
+struct LineSubscriber {
     format: Format,
+    max: LevelFilter,
+}
+
+impl Subscriber for LineSubscriber {
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        *meta.level() <= self.max
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.max)
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        // Spans are never entered or recorded; every span gets the same inert id.
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let meta = event.metadata();
+        let mut line = render(self.format, level_str(meta.level()), meta.target(), f);
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
 }
 
 #[derive(Default)]
@@ -102,17 +151,6 @@ fn level_str(l: &Level) -> &'static str {
         Level::INFO => "info",
         Level::DEBUG => "debug",
         Level::TRACE => "trace",
-    }
-}
-
-impl<S: Subscriber> Layer<S> for LineLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut f = Fields::default();
-        event.record(&mut f);
-        let meta = event.metadata();
-        let mut line = render(self.format, level_str(meta.level()), meta.target(), f);
-        line.push('\n');
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
 
