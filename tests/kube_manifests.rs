@@ -83,12 +83,12 @@ fn rendered_objects_pass_strict_validation_on_every_version() {
     ];
     for (file, args) in variants {
         let yaml = render(args);
-        assert_eq!(yaml.matches("\nkind: ").count(), 2, "{yaml}");
+        assert_eq!(yaml.matches("\nkind: ").count(), 3, "{yaml}");
         let path = temp(file, &yaml);
         for v in VERSIONS {
             let (ok, out) = validate(&path, v);
             assert!(ok, "{file} against {v}:\n{out}\n{yaml}");
-            assert_eq!(out.matches("passed").count(), 2, "{out}");
+            assert_eq!(out.matches("passed").count(), 3, "{out}");
         }
     }
 }
@@ -128,12 +128,12 @@ fn the_kustomize_base_in_deploy_passes_too() {
         checked += 1;
     }
     assert!(
-        checked >= 2,
-        "deploy/base has the Service and the StatefulSet"
+        checked >= 3,
+        "deploy/base has the Service, the workspace PVC and the StatefulSet"
     );
     // The base is what sandboxctl renders for a sandbox named `sandbox`, so they cannot drift.
     let rendered = render(&["sandbox", "-n", "openshell"]);
-    for file in ["service.yaml", "statefulset.yaml"] {
+    for file in ["service.yaml", "pvc.yaml", "statefulset.yaml"] {
         let body = std::fs::read_to_string(dir.join(file)).unwrap();
         let body: String = body
             .lines()
@@ -141,9 +141,12 @@ fn the_kustomize_base_in_deploy_passes_too() {
             .collect::<Vec<_>>()
             .join("\n");
         let object = body.trim_start_matches("---\n").trim();
+        // What differs on every rendering: the intent's time and the sandbox's random id.
         let without_time = |s: &str| -> String {
             s.lines()
-                .filter(|l| !l.contains("io.openshell.intent-at"))
+                .filter(|l| {
+                    !l.contains("io.openshell.intent-at") && !l.contains("io.openshell.sandbox-id")
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         };

@@ -220,7 +220,7 @@ impl Backend for KubeBackend {
         lease::acquire(&self.kube()?.conn, &sb.name, verb, wait, hold).map(Lock::holding)
     }
 
-    /// Service and StatefulSet in one go, the StatefulSet already scaled to the intent
+    /// Service, workspace PVC and StatefulSet, the StatefulSet already scaled to the intent
     /// (exactly what `--dry-run` prints): `start` then finds it scaled and waits.
     fn create(&self, req: &CreateRequest<'_>) -> Result<Sandbox, CtlError> {
         let about = |e: CtlError| e.about(req.name.as_str());
@@ -353,7 +353,8 @@ impl Backend for KubeBackend {
         Ok(match req.args.output {
             Some(CreateOutput::Json) => {
                 let list = json!({"apiVersion": "v1", "kind": "List", "items": [
-                    render::service(&spec), render::stateful_set(&spec)]});
+                    render::service(&spec), render::workspace_pvc(&spec),
+                    render::stateful_set(&spec)]});
                 format!(
                     "{}\n",
                     serde_json::to_string_pretty(&list).expect("objects serialize")

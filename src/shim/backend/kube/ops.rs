@@ -71,9 +71,9 @@ impl Kube {
         Api::namespaced(self.conn.client.clone(), &self.conn.namespace)
     }
 
-    /// Creates the Service, then the StatefulSet (which carries the first intent). A name
-    /// already taken is a conflict; if the StatefulSet cannot be made, the Service made for
-    /// it is removed again.
+    /// Creates the Service, the workspace PVC, then the StatefulSet (which carries the first
+    /// intent). A name already taken is a conflict; if a later object cannot be made, the
+    /// ones made for it are removed again.
     pub fn create(&self, spec: &SandboxSpec) -> Result<(), CtlError> {
         let object = spec.object_name();
         let about = |e: CtlError| e.about(spec.name.as_str());
@@ -124,6 +124,27 @@ impl Kube {
                     about(self.conn.error(&format!("create Service {object}"), e))
                 }
             })?;
+        // What was made is removed again if a later object cannot be: the name stays free.
+        let undo = |pvc_made: bool| {
+            let dp = DeleteParams::default();
+            if pvc_made {
+                let _ = self.conn.block_on(pvcs.delete(&claim, &dp));
+            }
+            let _ = self.conn.block_on(svc.delete(&object, &dp));
+        };
+        if let Err(e) = self
+            .conn
+            .block_on(pvcs.create(&pp, &render::workspace_pvc(spec)))
+        {
+            let err = if is_conflict(&e) {
+                taken("PersistentVolumeClaim")
+            } else {
+                self.conn
+                    .error(&format!("create PersistentVolumeClaim {claim}"), e)
+            };
+            undo(false);
+            return Err(about(err));
+        }
         if let Err(e) = self
             .conn
             .block_on(sts.create(&pp, &render::stateful_set(spec)))
@@ -133,9 +154,7 @@ impl Kube {
             } else {
                 self.conn.error(&format!("create StatefulSet {object}"), e)
             };
-            let _ = self
-                .conn
-                .block_on(svc.delete(&object, &DeleteParams::default()));
+            undo(true);
             return Err(about(err));
         }
         info!(event = "kube.created", sandbox = %spec.name, namespace = %self.conn.namespace,

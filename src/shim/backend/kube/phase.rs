@@ -11,8 +11,8 @@
 //! | none, replicas 0                             | stopped  | Stopped (exit code and last word recorded by the stop) |
 //! | none, replicas 0, intent not yet acted on    | running  | Pending (start recorded, scale pending) |
 //! | none, replicas 0, scaled after the intent    | running  | Error `stopped_externally`         |
-//! | none, replicas 1, controller not caught up   | any      | Pending                            |
-//! | none, replicas 1, controller caught up       | running  | Error `pod_missing`                |
+//! | none, replicas 1, controller not caught up (or still counting the pod) | any | Pending |
+//! | none, replicas 1, controller caught up, no pod counted | running | Error `pod_missing` |
 //! | terminating                                  | stopped  | Stopping                           |
 //! | terminating                                  | running  | Pending (the StatefulSet makes it again) |
 //! | phase Unknown                                | any      | Error `node_lost`                  |
@@ -368,6 +368,9 @@ fn no_pod(
     let stopped = intent.record.intent == Intent::Stopped;
     let observed = sts.status.as_ref().and_then(|s| s.observed_generation);
     let caught_up = observed.is_some() && observed == sts.metadata.generation;
+    // The controller counts the pods it made: one it still counts but that is gone was just
+    // deleted (by `start`, say), and the controller has not replaced it yet.
+    let counted = sts.status.as_ref().map_or(0, |s| s.replicas);
     // Generation 1 with no replicas: made with 0 and never scaled, i.e. never started.
     let never_started = replicas == 0 && sts.metadata.generation == Some(1);
     let d = match (stopped, replicas) {
@@ -413,6 +416,11 @@ fn no_pod(
             SandboxPhase::Stopping,
             None,
             Some("stop recorded; the StatefulSet is not scaled down yet".into()),
+        ),
+        (false, _) if counted > 0 => derived(
+            SandboxPhase::Pending,
+            None,
+            Some("the StatefulSet controller is replacing the pod".into()),
         ),
         (false, _) => derived(
             SandboxPhase::Error,
@@ -705,6 +713,16 @@ mod tests {
                 (Error, Some(REASON_POD_MISSING)),
             ),
             (sts(1, 2, 2), intent(stop, "stop", 2), (Stopping, None)),
+            // The pod was just deleted (by `start`): the controller still counts it.
+            (
+                {
+                    let mut s = sts(1, 3, 3);
+                    s.status.as_mut().unwrap().replicas = 1;
+                    s
+                },
+                intent(run, "start", 2),
+                (Pending, None),
+            ),
         ];
         for (s, i, want) in cases {
             let d = derive(&s, &i, None, None).derived;

@@ -195,6 +195,16 @@ pub fn stateful_set(spec: &SandboxSpec) -> StatefulSet {
     }
 }
 
+/// The workspace claim itself, `workspace-openshell-NAME-0`: `create` makes it, so the
+/// workspace exists from the start (as a podman volume does) and a storage problem shows at
+/// once; the StatefulSet adopts it, the claim of its volumeClaimTemplates' name.
+pub fn workspace_pvc(spec: &SandboxSpec) -> PersistentVolumeClaim {
+    let mut c = workspace_claim(spec);
+    c.metadata.name = Some(super::pvc_name(&spec.object_name()));
+    c.metadata.namespace = Some(spec.namespace.clone());
+    c
+}
+
 fn workspace_claim(spec: &SandboxSpec) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: ObjectMeta {
@@ -356,12 +366,14 @@ pub const STATUS_VOLUME: &str = "status";
 /// The agent's /tmp: the root filesystem is read-only.
 pub const TMP_VOLUME: &str = "tmp";
 
-/// The objects as a YAML stream (`create --dry-run -o yaml`): Service first, so that
-/// `kubectl apply -f` creates the governing Service before the StatefulSet.
+/// The objects as a YAML stream (`create --dry-run -o yaml`), in the order `create` makes
+/// them, so that `kubectl apply -f` creates the governing Service and the workspace claim
+/// before the StatefulSet.
 pub fn to_yaml(spec: &SandboxSpec) -> String {
     let svc = serde_saphyr::to_string(&service(spec)).expect("a Service serializes");
+    let pvc = serde_saphyr::to_string(&workspace_pvc(spec)).expect("a PVC serializes");
     let sts = serde_saphyr::to_string(&stateful_set(spec)).expect("a StatefulSet serializes");
-    format!("---\n{svc}---\n{sts}")
+    format!("---\n{svc}---\n{pvc}---\n{sts}")
 }
 
 /// `--workspace-size`: a Kubernetes quantity such as `2Gi`, `500Mi`, `10G`.
@@ -564,9 +576,11 @@ mod tests {
     fn yaml_is_a_stream_of_the_two_objects() {
         let y = to_yaml(&spec("a"));
         assert!(y.starts_with("---\n"));
-        assert_eq!(y.matches("\n---\n").count() + 1, 2, "{y}");
+        assert_eq!(y.matches("\n---\n").count() + 1, 3, "{y}");
         assert!(
-            y.contains("kind: Service") && y.contains("kind: StatefulSet"),
+            y.contains("kind: Service")
+                && y.contains("kind: PersistentVolumeClaim")
+                && y.contains("kind: StatefulSet"),
             "{y}"
         );
         // Rendering is deterministic.
