@@ -4,37 +4,39 @@
 //! kube-apiserver, kubelet, kind or k3s can be installed or built offline), so the real
 //! `sandboxctl` binary talks plain HTTP/1.1 to this server through a kubeconfig the test
 //! writes. It implements what sandboxctl uses, with the API's semantics: StatefulSets,
-//! Services, PVCs and pods (create, get, list with label selectors, JSON merge patch,
-//! delete), the StatefulSet `scale` subresource, resourceVersion preconditions (409
-//! Conflict), generations, and watches (chunked JSON event streams from a resourceVersion).
-//! A tiny controller stands in for the StatefulSet controller and the kubelet: it makes the
-//! PVC and the pod for replicas 1, deletes the pod for replicas 0 (or when the StatefulSet is
-//! gone), and moves the container through its states (waiting ContainerCreating, running,
-//! Ready; terminated with the supervisor's termination message on a stop; CrashLoopBackOff,
-//! ImagePullBackOff and power cuts on request).
+//! Services, PVCs, pods and Leases (create, get, list with label selectors, JSON merge
+//! patch, delete with preconditions and a grace period), the StatefulSet `scale`
+//! subresource, resourceVersion preconditions (409 Conflict), generations, and watches
+//! (chunked JSON event streams from a resourceVersion).
 //!
-//! What the pod does is scripted by its agent command: `fail-hook` makes the "supervisor"
-//! exit 80 with `Failed/hook_failed: …` as its termination message; an image whose name
-//! contains `missing` never pulls. The real supervisor in a real pod is exercised by
-//! tests/kube_play.rs (podman kube play) instead.
+//! Standing in for the cluster's other parts:
+//! - the StatefulSet controller (`reconcile`): makes pod `NAME-0` (with its claim volume)
+//!   and the claim from the volumeClaimTemplates for replicas 1, deletes the pod for
+//!   replicas 0 or when the StatefulSet is gone, and keeps status/observedGeneration;
+//! - a provisioner: every PVC is bound to a host directory `<node>/pv/<namespace>/<claim>`
+//!   (removed with the claim), like the local-path provisioners of kind and k3s;
+//! - one node whose kubelet (`kubelet.rs`) runs the pods **for real** as podman containers.
+//!   So what the conformance suite checks through this fake (the hook's boot log on the
+//!   workspace, the agent's confinement as the kernel reports it, the supervisor's
+//!   termination message, SIGTERM on a stop) is real; only the API server and the
+//!   controllers are pretend.
 
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+pub mod kubelet;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Controller tick: how often pods move on.
+/// Controller tick.
 const TICK: Duration = Duration::from_millis(40);
-/// Ticks a running container needs before its readiness probe passes.
-const READY_TICKS: u32 = 5;
-/// Ticks a terminating pod takes to go (the supervisor's graceful stop).
-const STOP_TICKS: u32 = 5;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Kind {
@@ -42,6 +44,7 @@ pub enum Kind {
     Service,
     Pvc,
     Pod,
+    Lease,
 }
 
 impl Kind {
@@ -51,6 +54,7 @@ impl Kind {
             "services" => Kind::Service,
             "persistentvolumeclaims" => Kind::Pvc,
             "pods" => Kind::Pod,
+            "leases" => Kind::Lease,
             _ => return None,
         })
     }
@@ -60,11 +64,13 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Pvc => "PersistentVolumeClaim",
             Kind::Pod => "Pod",
+            Kind::Lease => "Lease",
         }
     }
     fn api_version(self) -> &'static str {
         match self {
             Kind::StatefulSet => "apps/v1",
+            Kind::Lease => "coordination.k8s.io/v1",
             _ => "v1",
         }
     }
@@ -73,13 +79,13 @@ impl Kind {
 type Key = (Kind, String, String);
 
 #[derive(Default)]
-struct World {
+pub struct World {
     rv: u64,
     objects: BTreeMap<Key, Value>,
     /// (resourceVersion, kind, event type, object) for watches.
     events: Vec<(u64, Kind, &'static str, Value)>,
-    /// Per pod: controller ticks in the current state.
-    ticks: BTreeMap<String, u32>,
+    /// The node's directory: PV directories and pod volumes.
+    node: PathBuf,
     /// Every request, for assertions: "METHOD path -> code".
     log: Vec<String>,
     /// Fault injection: before the next PATCH of this StatefulSet, another writer changes
@@ -87,8 +93,10 @@ struct World {
     interfere: BTreeMap<String, u32>,
     /// Before the next scale of this StatefulSet, another operator records this intent.
     rival_intent: BTreeMap<String, &'static str>,
-    /// The node is down: the kubelet does nothing.
-    power_off: bool,
+    /// Pods (by uid) whose node lost power: their container was killed, nothing restarts.
+    powered_off: BTreeSet<String>,
+    /// The container each pod (by uid) runs in now.
+    containers: BTreeMap<String, String>,
     uid: u64,
 }
 
@@ -96,10 +104,14 @@ pub struct Fake {
     pub addr: String,
     state: Arc<(Mutex<World>, Condvar)>,
     stop: Arc<AtomicBool>,
-    pub kubeconfig: std::path::PathBuf,
+    pub kubeconfig: PathBuf,
+    /// The node's directory (PVs, pod volumes).
+    pub node: PathBuf,
+    /// On every container the node runs (label `io.openshell.fake-kubelet`).
+    pub node_id: String,
 }
 
-fn now() -> String {
+pub fn now() -> String {
     openshell_supervisor::contract::time::now_rfc3339()
 }
 
@@ -127,7 +139,10 @@ impl World {
         let rv = self.bump();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         self.record(key.0, "DELETED", &obj);
-        self.ticks.remove(&key.2);
+        if key.0 == Kind::Pvc {
+            // Reclaim policy Delete: the volume goes with its claim.
+            let _ = std::fs::remove_dir_all(kubelet::pv_dir(&self.node, &key.1, &key.2));
+        }
         Some(obj)
     }
 
@@ -149,6 +164,15 @@ impl World {
         if kind == Kind::StatefulSet {
             obj["metadata"]["generation"] = json!(1);
             obj["status"] = json!({"replicas": 0});
+        }
+        if kind == Kind::Pvc {
+            // The provisioner binds it to a fresh host directory.
+            let dir = kubelet::pv_dir(&self.node, ns, &name);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(|e| (500, e.to_string()))?;
+            kubelet::set_mode(&dir, 0o755);
+            obj["status"] = json!({"phase": "Bound"});
+            obj["spec"]["volumeName"] = json!(format!("pvc-{}", self.uid));
         }
         Ok(self.put(key, obj, "ADDED"))
     }
@@ -198,12 +222,20 @@ fn status_body(code: u16, message: &str) -> Value {
 }
 
 impl Fake {
-    /// Starts the server and the controller; writes a kubeconfig (context `fake`, namespace
-    /// `sandboxes`) into `dir`.
-    pub fn start(dir: &std::path::Path) -> Fake {
+    /// Starts the server, the controller and the node; writes a kubeconfig (context `fake`,
+    /// namespace `sandboxes`) into `dir`, where the node keeps its volumes too.
+    pub fn start(dir: &Path) -> Fake {
+        std::fs::create_dir_all(dir).unwrap();
+        let node = dir.join("node");
+        std::fs::create_dir_all(&node).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap().to_string();
-        let state = Arc::new((Mutex::new(World::default()), Condvar::new()));
+        let node_id = format!("{}-{}", std::process::id(), addr.replace([':', '.'], "-"));
+        let world = World {
+            node: node.clone(),
+            ..World::default()
+        };
+        let state = Arc::new((Mutex::new(world), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
         {
             let (state, stop) = (state.clone(), stop.clone());
@@ -232,7 +264,11 @@ impl Fake {
                 }
             });
         }
-        std::fs::create_dir_all(dir).unwrap();
+        {
+            let (state, stop, node, id) =
+                (state.clone(), stop.clone(), node.clone(), node_id.clone());
+            thread::spawn(move || kubelet::run(state, stop, node, id));
+        }
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
             &kubeconfig,
@@ -249,6 +285,8 @@ impl Fake {
             state,
             stop,
             kubeconfig,
+            node,
+            node_id,
         }
     }
 
@@ -260,18 +298,53 @@ impl Fake {
         r
     }
 
+    /// An object in namespace `sandboxes` (the kubeconfig's).
     pub fn get(&self, kind: Kind, name: &str) -> Option<Value> {
+        self.get_in("sandboxes", kind, name)
+    }
+
+    pub fn get_in(&self, ns: &str, kind: Kind, name: &str) -> Option<Value> {
+        self.with(|w| w.objects.get(&(kind, ns.into(), name.into())).cloned())
+    }
+
+    /// Makes an object as another client would (e.g. a Lease someone holds).
+    pub fn create_in(&self, ns: &str, kind: Kind, obj: Value) -> Value {
+        self.with(|w| w.create(kind, ns, obj)).expect("create")
+    }
+
+    /// Removes every object of `kind` in namespace `ns`.
+    pub fn clear_namespace_kind(&self, ns: &str, kind: Kind) {
         self.with(|w| {
-            w.objects
-                .get(&(kind, "sandboxes".into(), name.into()))
+            let keys: Vec<Key> = w
+                .objects
+                .keys()
+                .filter(|k| k.1 == ns && k.0 == kind)
                 .cloned()
-        })
+                .collect();
+            for k in keys {
+                w.remove(&k);
+            }
+        });
+    }
+
+    /// Removes every object of namespace `ns` (a test's leftovers).
+    pub fn clear_namespace(&self, ns: &str) {
+        self.with(|w| {
+            let keys: Vec<Key> = w.objects.keys().filter(|k| k.1 == ns).cloned().collect();
+            for k in keys {
+                w.remove(&k);
+            }
+        });
     }
 
     /// `kubectl scale --replicas=N` by someone else, through the scale subresource's effect.
     pub fn scale_outside(&self, sts: &str, replicas: i64) {
+        self.scale_outside_in("sandboxes", sts, replicas)
+    }
+
+    pub fn scale_outside_in(&self, ns: &str, sts: &str, replicas: i64) {
         self.with(|w| {
-            let key = (Kind::StatefulSet, "sandboxes".to_owned(), sts.to_owned());
+            let key = (Kind::StatefulSet, ns.to_owned(), sts.to_owned());
             let mut obj = w.objects.get(&key).cloned().expect("statefulset");
             obj["spec"]["replicas"] = json!(replicas);
             let g = obj["metadata"]["generation"].as_i64().unwrap_or(1);
@@ -290,25 +363,38 @@ impl Fake {
         self.with(|w| w.rival_intent.insert(sts.to_owned(), intent));
     }
 
-    /// The node loses power: every container dies with 137 and no termination message,
-    /// and the kubelet restarts nothing while the power is off.
-    pub fn power_cut(&self) {
-        self.with(|w| {
-            w.power_off = true;
-            let keys: Vec<Key> = w.objects.keys().filter(|k| k.0 == Kind::Pod).cloned().collect();
-            for k in keys {
-                let mut p = w.objects[&k].clone();
-                p["status"]["containerStatuses"] = json!([{"name": "sandbox", "ready": false,
-                    "restartCount": 0, "image": "", "imageID": "",
-                    "state": {"terminated": {"exitCode": 137, "reason": "Error", "finishedAt": now()}}}]);
-                p["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
-                w.put(k, p, "MODIFIED");
-            }
+    /// The node that runs pod `ns/pod` loses power: its container is SIGKILLed (the
+    /// supervisor gets no notice and writes nothing) and the kubelet restarts nothing of that
+    /// pod until it is replaced (see `kubelet.rs` for why).
+    pub fn power_cut(&self, ns: &str, pod: &str) {
+        let (uid, ctr) = self.with(|w| {
+            let uid = w.objects[&(Kind::Pod, ns.to_owned(), pod.to_owned())]["metadata"]["uid"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            w.powered_off.insert(uid.clone());
+            let ctr = w.containers.get(&uid).cloned();
+            (uid, ctr)
         });
+        let ctr = ctr.unwrap_or_else(|| panic!("pod {ns}/{pod} ({uid}) runs no container"));
+        let (code, _, err) = kubelet::podman(&["kill", "--signal", "KILL", &ctr]);
+        assert_eq!(code, 0, "podman kill {ctr}: {err}");
     }
 
-    pub fn power_on(&self) {
-        self.with(|w| w.power_off = false);
+    /// The container pod `ns/pod` runs in now.
+    pub fn container_of(&self, ns: &str, pod: &str) -> Option<String> {
+        self.with(|w| {
+            let uid = w.objects.get(&(Kind::Pod, ns.to_owned(), pod.to_owned()))?["metadata"]
+                ["uid"]
+                .as_str()?
+                .to_owned();
+            w.containers.get(&uid).cloned()
+        })
+    }
+
+    /// The host directory behind claim `ns/claim`.
+    pub fn pv_dir(&self, ns: &str, claim: &str) -> PathBuf {
+        kubelet::pv_dir(&self.node, ns, claim)
     }
 
     /// Requests seen, e.g. "PATCH /apis/apps/v1/namespaces/sandboxes/statefulsets/x -> 409".
@@ -322,10 +408,22 @@ impl Drop for Fake {
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(&self.addr);
         self.state.1.notify_all();
+        // The node's containers go with it.
+        let (_, out, _) = kubelet::podman(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={}={}", kubelet::NODE_LABEL, self.node_id),
+            "--format",
+            "{{.Names}}",
+        ]);
+        for name in out.lines().filter(|l| !l.is_empty()) {
+            let _ = kubelet::podman(&["rm", "-f", "-t", "0", name]);
+        }
     }
 }
 
-/// The StatefulSet controller and the kubelet, one step.
+/// The StatefulSet controller and the garbage collector, one step.
 fn reconcile(w: &mut World) {
     let sets: Vec<(Key, Value)> = w
         .objects
@@ -339,23 +437,33 @@ fn reconcile(w: &mut World) {
         let pod_key = (Kind::Pod, ns.clone(), format!("{name}-0"));
         let pod = w.objects.get(&pod_key).cloned();
         if replicas >= 1 && pod.is_none() {
-            // The PVC from the template, once; the pod from the template.
+            // The claims from the templates (an existing one of that name is adopted), and
+            // the pod from the template with a volume for each claim.
+            let tpl = &sts["spec"]["template"];
+            let mut spec = tpl["spec"].clone();
             for t in sts["spec"]["volumeClaimTemplates"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
             {
-                let claim = format!("{}-{name}-0", t["metadata"]["name"].as_str().unwrap());
+                let vname = t["metadata"]["name"].as_str().unwrap();
+                let claim = format!("{vname}-{name}-0");
                 let pvc_key = (Kind::Pvc, ns.clone(), claim.clone());
                 if !w.objects.contains_key(&pvc_key) {
-                    let mut pvc = json!({"metadata": t["metadata"].clone(), "spec": t["spec"].clone(),
-                        "status": {"phase": "Bound"}});
+                    let mut pvc =
+                        json!({"metadata": t["metadata"].clone(), "spec": t["spec"].clone()});
                     pvc["metadata"]["name"] = json!(claim);
                     let _ = w.create(Kind::Pvc, ns, pvc);
                 }
+                if !spec["volumes"].is_array() {
+                    spec["volumes"] = json!([]);
+                }
+                spec["volumes"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": vname, "persistentVolumeClaim": {"claimName": claim}}));
             }
-            let tpl = &sts["spec"]["template"];
-            let mut pod = json!({"metadata": tpl["metadata"].clone(), "spec": tpl["spec"].clone(),
+            let mut pod = json!({"metadata": tpl["metadata"].clone(), "spec": spec,
                 "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}});
             pod["metadata"]["name"] = json!(format!("{name}-0"));
             pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -403,154 +511,6 @@ fn reconcile(w: &mut World) {
         let mut p = w.objects[&k].clone();
         p["metadata"]["deletionTimestamp"] = json!(now());
         w.put(k, p, "MODIFIED");
-    }
-    if w.power_off {
-        return;
-    }
-    let pods: Vec<(Key, Value)> = w
-        .objects
-        .iter()
-        .filter(|(k, _)| k.0 == Kind::Pod)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (key, pod) in pods {
-        kubelet(w, key, pod);
-    }
-}
-
-fn container_status(state: Value, last: Value, ready: bool, restarts: i64) -> Value {
-    json!([{"name": "sandbox", "ready": ready, "restartCount": restarts, "image": "", "imageID": "",
-        "state": state, "lastState": last}])
-}
-
-fn kubelet(w: &mut World, key: Key, mut pod: Value) {
-    let name = key.2.clone();
-    let t = {
-        let t = w.ticks.entry(name.clone()).or_insert(0);
-        *t += 1;
-        *t
-    };
-    let c = &pod["spec"]["containers"][0];
-    let image = c["image"].as_str().unwrap_or_default().to_owned();
-    let args: Vec<String> = c["args"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let cs = pod["status"]["containerStatuses"][0].clone();
-    let restarts = cs["restartCount"].as_i64().unwrap_or(0);
-    let set = |pod: &mut Value, phase: &str, status: Value, ready: bool| {
-        pod["status"]["phase"] = json!(phase);
-        pod["status"]["containerStatuses"] = status;
-        pod["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"},
-            {"type": "Ready", "status": if ready { "True" } else { "False" }}]);
-    };
-    if !pod["metadata"]["deletionTimestamp"].is_null() {
-        // SIGTERM: the supervisor stops the agent and writes its last word, then the pod goes.
-        if cs["state"].get("running").is_some() {
-            set(
-                &mut pod,
-                "Running",
-                container_status(
-                    json!({"terminated": {"exitCode": 0, "reason": "Completed", "message": "Stopped", "finishedAt": now()}}),
-                    Value::Null,
-                    false,
-                    restarts,
-                ),
-                false,
-            );
-            w.ticks.insert(name, 0);
-            w.put(key, pod, "MODIFIED");
-        } else if t >= STOP_TICKS {
-            w.remove(&key);
-        }
-        return;
-    }
-    let before = pod.clone();
-    if image.contains("missing") {
-        let reason = if t < 3 {
-            "ErrImagePull"
-        } else {
-            "ImagePullBackOff"
-        };
-        set(
-            &mut pod,
-            "Pending",
-            container_status(
-                json!({"waiting": {"reason": reason, "message": format!("failed to pull image \"{image}\": not found")}}),
-                json!({}),
-                false,
-                0,
-            ),
-            false,
-        );
-    } else if cs.is_null() {
-        set(
-            &mut pod,
-            "Pending",
-            container_status(
-                json!({"waiting": {"reason": "ContainerCreating"}}),
-                json!({}),
-                false,
-                0,
-            ),
-            false,
-        );
-    } else if args.iter().any(|a| a == "fail-hook") {
-        let dead = json!({"exitCode": 80, "reason": "Error",
-            "message": "Failed/hook_failed: boot hook /etc/openshell/boot.sh exited with code 3", "finishedAt": now()});
-        if cs["state"].get("terminated").is_some() {
-            set(
-                &mut pod,
-                "Running",
-                container_status(
-                    json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container"}}),
-                    json!({"terminated": dead}),
-                    false,
-                    restarts + 1,
-                ),
-                false,
-            );
-        } else if cs["state"]
-            .get("waiting")
-            .is_some_and(|w| w["reason"] == "ContainerCreating")
-        {
-            set(
-                &mut pod,
-                "Running",
-                container_status(json!({"terminated": dead}), json!({}), false, restarts),
-                false,
-            );
-        }
-    } else if cs["state"].get("waiting").is_some() {
-        set(
-            &mut pod,
-            "Running",
-            container_status(
-                json!({"running": {"startedAt": now()}}),
-                cs["lastState"].clone(),
-                false,
-                restarts,
-            ),
-            false,
-        );
-        w.ticks.insert(name.clone(), 0);
-    } else if cs["state"].get("running").is_some()
-        && !cs["ready"].as_bool().unwrap_or(false)
-        && t >= READY_TICKS
-    {
-        set(
-            &mut pod,
-            "Running",
-            container_status(cs["state"].clone(), cs["lastState"].clone(), true, restarts),
-            true,
-        );
-    }
-    if pod != before {
-        w.put(key, pod, "MODIFIED");
     }
 }
 
@@ -661,6 +621,7 @@ fn serve(conn: TcpStream, state: &Arc<(Mutex<World>, Condvar)>, stop: &AtomicBoo
 fn route(path: &str) -> Option<(Kind, String, Option<String>, Option<String>)> {
     let rest = path
         .strip_prefix("/apis/apps/v1/namespaces/")
+        .or_else(|| path.strip_prefix("/apis/coordination.k8s.io/v1/namespaces/"))
         .or_else(|| path.strip_prefix("/api/v1/namespaces/"))?;
     let mut it = rest.split('/');
     let ns = it.next()?.to_owned();
@@ -783,10 +744,29 @@ fn handle(w: &mut World, req: &Request) -> (u16, Value) {
                     ),
                 );
             };
+            let have_rv = o["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            if let Some(want) = body["preconditions"]["resourceVersion"].as_str() {
+                if want != have_rv {
+                    return (409, status_body(409, &format!(
+                        "Operation cannot be fulfilled on {} \"{n}\": the ResourceVersion in the precondition ({want}) does not match the ResourceVersion in record ({have_rv}). The object might have been modified",
+                        kind.kind().to_lowercase())));
+                }
+            }
             if kind == Kind::Pod {
-                // Graceful: the kubelet stops it, then it goes.
+                // Graceful: the kubelet stops it, then it goes. A shorter grace period than
+                // the one in force replaces it.
+                let grace = body["gracePeriodSeconds"].as_i64();
+                let cur = o["metadata"]["deletionGracePeriodSeconds"].as_i64();
+                let mut changed = false;
                 if o["metadata"]["deletionTimestamp"].is_null() {
                     o["metadata"]["deletionTimestamp"] = json!(now());
+                    changed = true;
+                }
+                if let Some(g) = grace.filter(|g| cur.is_none_or(|c| g < &c)) {
+                    o["metadata"]["deletionGracePeriodSeconds"] = json!(g);
+                    changed = true;
+                }
+                if changed {
                     let o = w.put(k, o, "MODIFIED");
                     return (200, o);
                 }
