@@ -4,9 +4,12 @@
 //! be loadable by the cluster's nodes (README "## Kubernetes": `kind load image-archive`,
 //! `k3s ctr images import`); `OPENSHELL_TEST_KUBE_IMAGE` names it (default
 //! localhost/openshell-sandbox:dev), `OPENSHELL_TEST_KUBE_NAMESPACE` the namespace (default:
-//! the context's). The scenarios are those of the fake-API test: create → Ready, stop keeps
-//! the PVC and reads Stopped, start brings it back, a scale outside sandboxctl reads Error
-//! and `resume --all` restores only what was meant to run, list, delete.
+//! the context's). The scenarios are the conformance suite's that need no access to the
+//! nodes: create → Ready, stop keeps the PVC and reads Stopped, start brings it back, a scale
+//! outside sandboxctl reads Error `stopped_externally` and `resume --all` restores only what
+//! was meant to run, list, delete. A power cut and reading a stopped sandbox's workspace
+//! need the node (its container runtime, its disk), which a kubeconfig does not give: those
+//! run against the fake cluster's node in tests/sandboxctl_kube.rs.
 
 use serde_json::Value;
 use std::process::{Command, Stdio};
@@ -56,7 +59,7 @@ fn against_the_cluster_in_kubeconfig() {
     ok(&["create", &b, "--image", &image, "--timeout", "300s"]);
     let s = status(&a);
     assert_eq!(s["phase"], "Ready", "{s}");
-    let pod1 = s["pod"]["name"].clone();
+    let pod1 = s["details"]["pod"]["name"].clone();
     assert!(!pod1.is_null());
     ok(&["stop", &b]);
     assert_eq!(status(&b)["phase"], "Stopped");
@@ -84,7 +87,7 @@ fn against_the_cluster_in_kubeconfig() {
         assert!(std::time::Instant::now() < deadline, "{}", status(&a));
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    assert_eq!(status(&a)["reason"], "scaled_down");
+    assert_eq!(status(&a)["reason"], "stopped_externally");
     let r = ok(&["resume", "--all", "--timeout", "300s"]);
     assert_eq!(status(&a)["phase"], "Ready");
     assert!(r.contains(&format!("{b}: left Stopped")), "{r}");
