@@ -14,7 +14,9 @@ use std::fmt;
 pub enum SandboxPhase {
     /// The container exists but has never been started (`create --no-start`).
     Created,
-    /// The container runs but its supervisor has not reported yet (no current status.json).
+    /// Asked to run, not yet reported: the workload runs but its supervisor has not
+    /// reported yet (no current status.json), or a start was recorded after the last run
+    /// ended and has not started the workload yet.
     Pending,
     /// Passthrough: the boot hook is running.
     Booting,

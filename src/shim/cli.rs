@@ -70,7 +70,8 @@ pub enum Verb {
     /// Print phase transitions as they happen, until --count or --timeout.
     Watch(WatchArgs),
     /// Start every sandbox whose recorded intent is running but whose workload is not
-    /// (run at host or gateway boot); intentionally stopped ones stay stopped.
+    /// (after a power cut, a kill, a stop behind sandboxctl's back; run it at host or
+    /// gateway boot); intentionally stopped ones stay stopped.
     Resume(ResumeArgs),
 }
 

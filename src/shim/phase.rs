@@ -11,8 +11,8 @@
 //! | running                   | any     | none, or an older run's    | Pending               |
 //! | exited                    | stopped | any                        | Stopped               |
 //! | exited                    | running | Failed / Completed         | the same (Failed with its reason) |
+//! | exited before the intent  | running | anything but Failed/Completed | Pending (a start is on its way) |
 //! | exited after the intent   | running | Stopped                    | Error, `stopped_externally` |
-//! | exited before the intent  | running | Stopped                    | Stopped (a start is on its way) |
 //! | exited                    | running | none, stale, or non-terminal | Error (with exit code) |
 //! | other engine state        | any     | any                        | Error (engine state)  |
 //!
@@ -20,8 +20,11 @@
 //! intentional: `docker stop`, an engine restart or a host shutdown behind sandboxctl's back
 //! also end in `Stopped`. Only a recorded `stopped` intent does. A run that ended *after*
 //! `running` was recorded was stopped by someone else and reads Error, so `resume --all`
-//! brings it back; one that ended *before* is the previous, intended stop, and `running` was
-//! recorded by a `start` that has not started it yet.
+//! brings it back. A run that ended *before* `running` was recorded belongs to an earlier
+//! wish: the `start` that recorded it has not started the workload yet, so the sandbox is
+//! Pending, whatever the old run's last report (a reader whose observation straddles a stop
+//! and the next start's intent sees exactly this: the old run's Ready, its exit, the new
+//! intent).
 //!
 //! A status file on the host outlives its writer: after `kill` it still says `Ready`. It is
 //! trusted only when it was written by the supervisor of the engine's current (or last) run:
@@ -164,11 +167,18 @@ fn exited(w: &Workload, intent: &IntentRecord, current: Option<&Status>) -> Deri
                 }
                 d
             }
-            Some(s) if s.phase == Phase::Stopped && ended_before(w, intent) => {
-                let mut d = passthrough(s);
+            // `running` was recorded after this run ended: a start (create, resume) is on
+            // its way and has not started the workload yet, or it stopped short. Whatever
+            // the run's last word, the exit predates the wish, so it is not an error of it.
+            last if ended_before(w, intent) => {
+                let mut d = Derived::new(SandboxPhase::Pending);
                 d.message = Some(format!(
-                    "intent running recorded by `{}` at {}; not started yet",
-                    intent.by, intent.at
+                    "`{}` recorded intent running at {}, after the last run ended ({}; its last report: {}); the workload has not started yet",
+                    intent.by,
+                    intent.at,
+                    w.exit_code
+                        .map_or("exit status unknown".to_owned(), describe_exit),
+                    last.map_or("nothing".to_owned(), |s| s.phase.to_string()),
                 ));
                 d
             }
@@ -415,9 +425,26 @@ mod tests {
             5_100,
             Some(&status(Phase::Stopped, 1_000)),
         ));
-        assert_eq!(d.phase, SandboxPhase::Stopped);
-        assert!(d.message.unwrap().contains("not started yet"));
-        // A crash is still a crash when a start is on its way.
+        assert_eq!(d.phase, SandboxPhase::Pending);
+        let m = d.message.unwrap();
+        assert!(
+            m.contains("has not started yet") && m.contains("last report: Stopped"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn an_exit_before_the_running_intent_is_a_start_on_its_way() {
+        // What a reader sees when its observation straddles a stop and the next start's
+        // intent: the old run's Ready (read before the stop), its exit, the new intent.
+        let c = container(Exited, Some(1_000), Some(5_000), 0);
+        for last in [Some(Phase::Ready), Some(Phase::Stopping), None] {
+            let st = last.map(|p| status(p, 1_000));
+            let d = derive(&observe_at(Some(&c), Intent::Running, 5_100, st.as_ref()));
+            assert_eq!(d.phase, SandboxPhase::Pending, "{last:?}");
+            assert!(!d.phase.is_settled());
+        }
+        // A crash followed by a start that has not started it yet: still said, in the message.
         let c = container(Exited, Some(1_000), Some(5_000), 137);
         let d = derive(&observe_at(
             Some(&c),
@@ -425,8 +452,26 @@ mod tests {
             5_100,
             Some(&status(Phase::Ready, 1_000)),
         ));
+        assert_eq!(d.phase, SandboxPhase::Pending);
+        assert!(d.message.unwrap().contains("exit 137"));
+        // The same crash after the intent was recorded is an Error.
+        let d = derive(&observe_at(
+            Some(&c),
+            Intent::Running,
+            900,
+            Some(&status(Phase::Ready, 1_000)),
+        ));
         assert_eq!(d.phase, SandboxPhase::Error);
         assert_eq!(d.reason.as_deref(), Some(reason::UNEXPECTED_EXIT));
+        // A failed run keeps its verdict while the next start is on its way.
+        let c = container(Exited, Some(1_000), Some(1_200), 80);
+        let d = derive(&observe_at(
+            Some(&c),
+            Intent::Running,
+            5_100,
+            Some(&status(Phase::Failed, 1_000)),
+        ));
+        assert_eq!(d.phase, SandboxPhase::Failed);
     }
 
     #[test]

@@ -117,6 +117,11 @@ impl Engine {
             .stdout
     }
 
+    /// A workspace file as the host sees it in the volume (running or not).
+    pub fn read_workspace_bytes(&self, name: &str, path: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.volume_dir(name)?.join(path)).ok()
+    }
+
     /// Where the workspace volume lives on the host.
     pub fn volume_dir(&self, name: &str) -> Option<PathBuf> {
         let r = self.run(&[
@@ -167,8 +172,7 @@ impl Harness for Engine {
     }
 
     fn read_workspace(&self, _ctx: &Ctx, name: &str, path: &str) -> Option<String> {
-        let dir = self.volume_dir(name)?;
-        std::fs::read_to_string(dir.join(path)).ok()
+        String::from_utf8(self.read_workspace_bytes(name, path)?).ok()
     }
 
     fn agent_status(&self, _ctx: &Ctx, name: &str) -> String {

@@ -16,11 +16,11 @@
 //! difference is handled in one place below.
 
 use super::{
-    Backend, BackendKind, CreateRequest, Intent, Lock, Observation, Record, Sandbox,
+    Backend, BackendKind, CreateRequest, Intent, IntentRecord, Lock, Observation, Record, Sandbox,
     SupervisorSettings, Workload, WorkloadState, RECORD_VERSION, WORKSPACE_PATH,
 };
 use crate::contract::time::{now_rfc3339, parse_rfc3339};
-use crate::contract::CtlExit;
+use crate::contract::{CtlExit, Status};
 use crate::shim::error::CtlError;
 use crate::shim::names::{self, Name};
 use crate::shim::phase::status_is_current;
@@ -55,6 +55,16 @@ impl ContainerRecord {
             .about(sb.name.as_str())
         })
     }
+}
+
+/// How many times `observe` asks the engine before it settles for an ordered read.
+const SNAPSHOTS: usize = 4;
+
+/// The host state one observation reads around the engine call.
+#[derive(Debug, Clone, PartialEq)]
+struct Files {
+    status: (Option<Status>, Option<String>),
+    intent: IntentRecord,
 }
 
 pub struct ContainerCli {
@@ -113,18 +123,11 @@ impl ContainerCli {
         .about(sb.name.as_str())
     }
 
-    /// Intent, status.json and its currency for one sandbox, given its workload.
-    fn host_view(
-        &self,
-        sb: &Sandbox,
-        workload: Option<Workload>,
-        workload_conflict: Option<String>,
-    ) -> Result<Observation, CtlError> {
+    /// The host state the observation of `sb` needs besides the engine: status.json (or
+    /// why it was refused) and the recorded intent.
+    fn read_files(&self, sb: &Sandbox) -> Result<Files, CtlError> {
         let dir = self.dir(sb);
-        let intent = dir
-            .read_intent()
-            .map_err(|e| internal("cannot read the recorded intent", e).about(sb.name.as_str()))?;
-        let (status, status_problem) = match dir.read_status() {
+        let status = match dir.read_status() {
             StatusRead::Absent => (None, None),
             StatusRead::Found(s) => (Some(*s), None),
             StatusRead::Refused(why) => (
@@ -136,9 +139,21 @@ impl ContainerCli {
                 )),
             ),
         };
+        let intent = dir
+            .read_intent()
+            .map_err(|e| internal("cannot read the recorded intent", e).about(sb.name.as_str()))?;
+        Ok(Files { status, intent })
+    }
+
+    fn assemble(
+        (status, status_problem): (Option<Status>, Option<String>),
+        intent: IntentRecord,
+        workload: Option<Workload>,
+        workload_conflict: Option<String>,
+    ) -> Observation {
         let status_current =
             matches!((&status, &workload), (Some(s), Some(w)) if status_is_current(s, w));
-        Ok(Observation {
+        Observation {
             intent,
             workload,
             workload_conflict,
@@ -148,7 +163,7 @@ impl ContainerCli {
             report: None,
             derived: None,
             details: serde_json::Map::new(),
-        })
+        }
     }
 
     fn labels(&self, name: &Name, id: &str, dir: &SandboxDir) -> Vec<(String, String)> {
@@ -416,48 +431,108 @@ impl Backend for ContainerCli {
         })
     }
 
+    /// An observation reads the host state and asks the engine at different moments, and a
+    /// verb or the supervisor may change things in between: a reader once read a Ready
+    /// status.json before a stop, the engine's exit after it, and the intent after the next
+    /// start had recorded `running`, and said Error. So the host state is read before and
+    /// after the engine is asked; if it changed meanwhile, the snapshot straddled a change
+    /// and the engine is asked again. Each verb writes the intent before it acts and each
+    /// run reports after it starts, so unchanged files mean the engine's answer belongs
+    /// with them (a crash changes no file, and is what it looks like). When the files keep
+    /// changing, the last try keeps the status read *before* the engine was asked (never
+    /// newer than the run it reported) and the intent read *after* (never older than the
+    /// state it caused).
     fn observe(&self, sandboxes: &[Sandbox]) -> Vec<Result<Observation, CtlError>> {
-        let records: Vec<Result<ContainerRecord, CtlError>> =
-            sandboxes.iter().map(ContainerRecord::of).collect();
-        let names: Vec<String> = records
-            .iter()
-            .filter_map(|r| r.as_ref().ok().map(|c| c.container.clone()))
-            .collect();
-        let mut found = match self.engine.inspect(&names) {
-            Ok(f) => f,
-            Err(e) => {
-                let msg = e.to_string();
-                return sandboxes
-                    .iter()
-                    .map(|sb| Err(CtlError::new(e.exit(), msg.clone()).about(sb.name.as_str())))
-                    .collect();
+        let n = sandboxes.len();
+        let mut out: Vec<Option<Result<Observation, CtlError>>> = (0..n).map(|_| None).collect();
+        let mut containers: Vec<String> = vec![String::new(); n];
+        let mut before: Vec<Option<Files>> = (0..n).map(|_| None).collect();
+        for (i, sb) in sandboxes.iter().enumerate() {
+            match ContainerRecord::of(sb).and_then(|c| Ok((c, self.read_files(sb)?))) {
+                Ok((c, files)) => {
+                    containers[i] = c.container;
+                    before[i] = Some(files);
+                }
+                Err(e) => out[i] = Some(Err(e)),
             }
-        };
-        sandboxes
-            .iter()
-            .zip(records)
-            .map(|(sb, rec)| {
-                let c = rec?;
-                let (workload, conflict) = match found.remove(&c.container) {
+        }
+        for attempt in 1..=SNAPSHOTS {
+            let pending: Vec<usize> = (0..n).filter(|&i| out[i].is_none()).collect();
+            if pending.is_empty() {
+                break;
+            }
+            if attempt > 1 {
+                debug!(
+                    event = "observe.retry",
+                    attempt,
+                    sandboxes = pending.len(),
+                    "host state changed while the engine was asked; asking again"
+                );
+            }
+            let names: Vec<String> = pending.iter().map(|&i| containers[i].clone()).collect();
+            let mut found = match self.engine.inspect(&names) {
+                Ok(f) => f,
+                Err(e) => {
+                    let msg = e.to_string();
+                    for &i in &pending {
+                        out[i] =
+                            Some(Err(CtlError::new(e.exit(), msg.clone())
+                                .about(sandboxes[i].name.as_str())));
+                    }
+                    break;
+                }
+            };
+            for &i in &pending {
+                let sb = &sandboxes[i];
+                let (workload, conflict) = match found.remove(&containers[i]) {
                     None => (None, None),
-                    Some(i) => match foreign(sb, self.dir(sb), &i.labels) {
-                        None => (Some(i.workload), None),
+                    Some(c) => match foreign(sb, self.dir(sb), &c.labels) {
+                        None => (Some(c.workload), None),
                         Some(why) => (
                             None,
                             Some(format!(
                                 "container {} belongs to another sandbox ({why}); sandboxctl will not touch it",
-                                c.container
+                                containers[i]
                             )),
                         ),
                     },
                 };
-                self.host_view(sb, workload, conflict)
-            })
+                let after = match self.read_files(sb) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        out[i] = Some(Err(e));
+                        continue;
+                    }
+                };
+                if before[i].as_ref() == Some(&after) || attempt == SNAPSHOTS {
+                    let first = before[i].take().expect("read before the engine was asked");
+                    out[i] = Some(Ok(ContainerCli::assemble(
+                        first.status,
+                        after.intent,
+                        workload,
+                        conflict,
+                    )));
+                } else {
+                    before[i] = Some(after);
+                }
+            }
+        }
+        out.into_iter()
+            .map(|o| o.expect("every sandbox was observed"))
             .collect()
     }
 
+    /// For `start --wait` after its own start: the workload it last saw is the run whose
+    /// reports it waits for (nothing else starts a new run meanwhile), and a phase that
+    /// looks settled is confirmed by a fresh `observe` before it is acted on.
     fn refresh(&self, sb: &Sandbox, last: &Observation) -> Result<Observation, CtlError> {
-        self.host_view(sb, last.workload.clone(), last.workload_conflict.clone())
+        let files = self.read_files(sb)?;
+        Ok(ContainerCli::assemble(
+            files.status,
+            files.intent,
+            last.workload.clone(),
+            last.workload_conflict.clone(),
+        ))
     }
 
     fn objects(&self, sb: &Sandbox) -> Vec<(&'static str, String)> {
