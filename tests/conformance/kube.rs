@@ -53,12 +53,21 @@ impl KubeHarness {
         self.fake.get_or_init(|| {
             let dir = std::env::temp_dir().join(format!("kube-fake-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
+            // A static is never dropped: the node's leftovers go when the test binary exits.
+            // SAFETY: registers a plain function with no arguments.
+            unsafe { libc::atexit(remove_the_node) };
             Fake::start(&dir)
         })
     }
 
     fn container(&self, ctx: &Ctx, name: &str) -> Option<String> {
         self.fake().container_of(&ns(ctx), &pod(name))
+    }
+}
+
+extern "C" fn remove_the_node() {
+    if let Some(f) = KUBE.fake.get() {
+        f.remove_node();
     }
 }
 

@@ -405,10 +405,16 @@ impl Fake {
 
 impl Drop for Fake {
     fn drop(&mut self) {
+        self.remove_node();
+    }
+}
+
+impl Fake {
+    /// Stops everything and removes the node: its containers and its directory.
+    pub fn remove_node(&self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(&self.addr);
         self.state.1.notify_all();
-        // The node's containers go with it.
         let (_, out, _) = kubelet::podman(&[
             "ps",
             "-a",
@@ -419,6 +425,9 @@ impl Drop for Fake {
         ]);
         for name in out.lines().filter(|l| !l.is_empty()) {
             let _ = kubelet::podman(&["rm", "-f", "-t", "0", name]);
+        }
+        if let Some(dir) = self.node.parent() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
