@@ -38,6 +38,8 @@ PROFILES = {
         storm_orphans=10000, storm_runs=5,
         sig_runs=200, sig_rounds=10, sig_settle_ms=20,
         restart_count=200,
+        # Many short runs: on a shared machine some run undisturbed, which the p10 shows.
+        sc_rounds=100, sc_iters=20000, sc_load_runs=2,
     ),
     "smoke": dict(
         start_runs=10, start_rounds=1, start_warmup=2,
@@ -45,6 +47,7 @@ PROFILES = {
         storm_orphans=300, storm_runs=1,
         sig_runs=3, sig_rounds=1, sig_settle_ms=20,
         restart_count=3,
+        sc_rounds=1, sc_iters=2000, sc_load_runs=2,
     ),
 }
 
@@ -200,6 +203,18 @@ def proc_status(pid):
     return vals
 
 
+def smaps_rollup(pid):
+    """Proportional set size: each shared page counted as 1/N of the processes mapping it,
+    so a static binary's file pages are not charged whole to every init."""
+    vals = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Pss", "Pss_Anon", "Pss_File"):
+                vals[k] = int(v.split()[0])
+    return vals
+
+
 def children_of(pid):
     kids = []
     for e in os.listdir("/proc"):
@@ -239,7 +254,7 @@ def memory(inits, cfg, cwd):
                 time.sleep(cfg["mem_settle"])
                 if not children_of(p.pid):
                     raise RuntimeError(f"{name}: no child after {cfg['mem_settle']} s")
-                samples.append(proc_status(p.pid))
+                samples.append(proc_status(p.pid) | smaps_rollup(p.pid))
             finally:
                 p.send_signal(signal.SIGTERM)
                 try:
@@ -338,13 +353,31 @@ def signal_latency(inits, cfg, helpers, cwd):
 # ----- 5: restart latency ---------------------------------------------------------------
 
 
-def restart_latency(inits, cfg, helpers, cwd):
+# The enforcement policy of section 6, plus the helpers' directory so `crashy` may run.
+RESTART_POLICY = """version: 1
+filesystem_policy:
+  include_workdir: false
+  read_only: [/usr, /etc, /proc, {bindir}]
+  read_write: [/tmp, /dev/null]
+landlock:
+  compatibility: best_effort
+process:
+  run_as_user: nobody
+  run_as_group: nogroup
+"""
+
+
+def restart_latency(inits, cfg, helpers, cwd, out):
     rows = []
     n = cfg["restart_count"]
-    for where in ("shm", "disk"):
+    policy = out / "restart-policy.yaml"
+    policy.write_text(RESTART_POLICY.format(bindir=Path(helpers["crashy"]).parent))
+    variants = [("shm", None), ("disk", None), ("shm", str(policy))]
+    for where, pol in variants:
+        enforce = ["--policy", pol] if pol else ["--no-policy"]
         argv = [inits.sup, "--restart", "always", "--backoff-initial", "0",
                 "--max-restarts", str(n), "--restart-window", "1h",
-                "--no-hook", "--no-policy", "--status-dir", inits.status[where], "--", helpers["crashy"]]
+                "--no-hook", *enforce, "--status-dir", inits.status[where], "--", helpers["crashy"]]
         p = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300)
         events = [l.split() for l in p.stdout.splitlines() if l.strip()]
         lat = []
@@ -356,11 +389,74 @@ def restart_latency(inits, cfg, helpers, cwd):
                 f"restart run: expected exit 84 (crash loop) after {n} restarts, got exit "
                 f"{p.returncode} and {len(lat)} restarts: {p.stderr[-2000:]}")
         rows.append(dict(
-            name=f"{OURS} (status on {'/dev/shm' if where == 'shm' else 'disk'})",
-            command=cmdline(argv), restarts=len(lat),
+            name=f"{OURS}{' --policy' if pol else ''} (status on {'/dev/shm' if where == 'shm' else 'disk'})",
+            command=cmdline(argv), restarts=len(lat), policy=pol is not None,
             median_us=statistics.median(lat), p90_us=pct(lat, 90), min_us=min(lat),
         ))
     return dict(rows=rows)
+
+
+# ----- 7: seccomp cost in the agent --------------------------------------------------------
+
+
+def docker_program(out):
+    """Docker's default profile (benches/docker-default-seccomp.json, derived from
+    moby/profiles) compiled by libseccomp as runc compiles it. python3-seccomp lives in
+    Debian's own interpreter, which need not be the python3 running this script."""
+    bpf = out / "docker-default.bpf"
+    p = subprocess.run(["/usr/bin/python3", str(HERE / "docker_seccomp.py"), "compile",
+                        str(HERE / "docker-default-seccomp.json"), str(bpf)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("cannot compile Docker's default seccomp profile (is python3-seccomp "
+                           f"installed? benches/run.sh installs it): {p.stderr[-2000:]}")
+    return bpf, json.loads(p.stdout)
+
+
+def seccomp_cost(cfg, out, probe, cwd):
+    """sandbox-probe enters each program itself, the way the supervisor's child does
+    (no_new_privs, one seccomp(2)), then times getppid, ioctl and a denied call; runs of
+    the variants interleave round by round, and the load time is taken in fresh forked
+    children in the same rounds."""
+    docker_bpf, docker_info = docker_program(out)
+    variants = [("no filter", None), (OURS, "ours"), ("docker default", str(docker_bpf))]
+    keys = ("getppid_ns", "ioctl_ns", "denied_ns")
+    runs = {name: {k: [] for k in keys} for name, _ in variants}
+    loads = {name: [] for name, src in variants if src}
+    info = {}
+    for r in range(cfg["sc_rounds"]):
+        k = r % len(variants)
+        for name, src in variants[k:] + variants[:k]:
+            argv = [probe] + ([f"seccomp:{src}"] if src else []) + [f"bench:{cfg['sc_iters']}"]
+            lines = [json.loads(l) for l in sh(argv, cwd=cwd).splitlines()]
+            bench = next(l for l in lines if l["op"] == "bench")
+            for key in keys:
+                runs[name][key].append(bench[key])
+            info[name] = dict(command=cmdline(argv), denied_errno=bench["denied_errno"])
+            if src:
+                argv = [probe, f"seccomp-load:{src}:{cfg['sc_load_runs']}"]
+                ld = json.loads(sh(argv, cwd=cwd).splitlines()[-1])
+                loads[name].append(ld["median_ns"])
+                info[name].update(instructions=ld["instructions"], load_command=cmdline(argv))
+        if (r + 1) % 10 == 0 or r + 1 == cfg["sc_rounds"]:
+            log(f"seccomp cost round {r + 1}/{cfg['sc_rounds']}")
+    base = {key: statistics.median(runs["no filter"][key]) for key in keys}
+    base10 = {key: pct(runs["no filter"][key], 10) for key in keys}
+    rows = []
+    for name, src in variants:
+        med = {key: statistics.median(runs[name][key]) for key in keys}
+        p10 = {key: pct(runs[name][key], 10) for key in keys}
+        rows.append(dict(
+            name=name, source=src, runs=len(runs[name]["getppid_ns"]), **info[name], **med,
+            **{key.replace("_ns", "_delta_ns"): med[key] - base[key] for key in keys},
+            **{key.replace("_ns", "_p10_ns"): p10[key] for key in keys},
+            **{key.replace("_ns", "_p10_delta_ns"): p10[key] - base10[key] for key in keys},
+            **({"load_us": statistics.median(loads[name]) / 1e3,
+                "load_runs": len(loads[name]) * cfg["sc_load_runs"]} if src else {}),
+        ))
+    return dict(rows=rows, iterations=cfg["sc_iters"], rounds=cfg["sc_rounds"],
+                docker=dict(source=json.loads((HERE / "docker-default-seccomp.json").read_text())["source"],
+                            **docker_info))
 
 
 # ----- machine ----------------------------------------------------------------------------
@@ -405,7 +501,7 @@ def machine(supervisor):
         rustc=sh(["rustc", "-V"]).strip() if shutil.which("rustc") else "?",
         commit=commit,
         supervisor=supervisor,
-        versions={p: version(p) for p in ("tini", "dumb-init", "catatonit", "hyperfine")},
+        versions={p: version(p) for p in ("tini", "dumb-init", "catatonit", "hyperfine", "libseccomp2")},
     ), fstype
 
 
@@ -416,12 +512,14 @@ def main():
     ap.add_argument("--profile", choices=sorted(PROFILES), default="full")
     ap.add_argument("--policy", default=str(HERE / "policy.yaml"))
     ap.add_argument("--status-disk", help="status dir on disk (default OUT/status)")
+    ap.add_argument("--probe", help="sandbox-probe binary (default: next to --supervisor)")
     args = ap.parse_args()
 
     cfg = PROFILES[args.profile]
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     supervisor = str(Path(args.supervisor).resolve())
+    probe = str(Path(args.probe or Path(supervisor).parent / "sandbox-probe").resolve())
     shm = Path("/dev/shm") / f"openshell-bench-{os.getpid()}"
     disk = Path(args.status_disk or out / "status").resolve()
     for d in (shm, disk):
@@ -445,7 +543,8 @@ def main():
         results["storm"] = storm(inits, cfg, helpers, cwd)
         results["signal"] = signal_latency(inits, cfg, helpers, cwd)
         log("restart latency")
-        results["restart"] = restart_latency(inits, cfg, helpers, cwd)
+        results["restart"] = restart_latency(inits, cfg, helpers, cwd, out)
+        results["seccomp"] = seccomp_cost(cfg, out, probe, cwd)
     finally:
         shutil.rmtree(shm, ignore_errors=True)
     info["load_end"] = os.getloadavg()

@@ -94,17 +94,23 @@ def markdown(res):
 
     # 2
     mem = res["memory"]
-    mbase = _find(mem["rows"], BASELINE)["VmRSS"]
+    mb = _find(mem["rows"], BASELINE)
     md.append("\n## 2. Memory while supervising `sleep`\n\n")
     md.append(
-        f"/proc/PID/status of the init, {mem['settle_s']} s after start (median of {mem['runs']}); "
-        "sizes of the binary as installed and after `strip`. A dynamic binary's RSS includes the "
-        "pages of libc it maps.\n\n")
+        f"/proc/PID/status and /proc/PID/smaps_rollup of the init, {mem['settle_s']} s after start "
+        f"(median of {mem['runs']}); sizes of the binary as installed and after `strip`. VmRSS "
+        "counts every resident page the init maps, shared or not (a dynamic binary's includes the "
+        "libc pages it maps); RssAnon is its private heap, stack and data; PSS divides each "
+        "shared page by the number of processes mapping it, so it is what this init adds to the "
+        f"machine. Ratios are to {BASELINE}.\n\n")
     md.append(_table(
-        ["init", "VmRSS KiB", "VmHWM KiB", "RssAnon KiB", "RssFile KiB", f"RSS ratio to {BASELINE}",
-         "binary bytes", "stripped bytes", "linkage"],
-        [[r["name"], r["VmRSS"], r["VmHWM"], r.get("RssAnon", "?"), r.get("RssFile", "?"),
-          _ratio(r["VmRSS"], mbase), r["size"], r["stripped_size"], "static" if r["static"] else "dynamic"]
+        ["init", "VmRSS KiB", "ratio", "RssAnon KiB", "ratio", "PSS KiB", "ratio", "Pss_Anon KiB",
+         "Pss_File KiB", "VmHWM KiB", "RssFile KiB", "binary bytes", "stripped bytes", "linkage"],
+        [[r["name"], r["VmRSS"], _ratio(r["VmRSS"], mb["VmRSS"]),
+          r.get("RssAnon", "?"), _ratio(r.get("RssAnon"), mb.get("RssAnon")),
+          r.get("Pss", "?"), _ratio(r.get("Pss"), mb.get("Pss")),
+          r.get("Pss_Anon", "?"), r.get("Pss_File", "?"), r["VmHWM"], r.get("RssFile", "?"),
+          r["size"], r["stripped_size"], "static" if r["static"] else "dynamic"]
          for r in mem["rows"]]))
     md.append("\nCommands:\n" + _commands(mem["rows"]))
 
@@ -154,11 +160,45 @@ def markdown(res):
     md.append(
         "The child prints CLOCK_MONOTONIC first thing in `main` and again just before it exits 1; "
         "latency = next generation's start − previous generation's crash. The run ends by itself "
-        "as a crash loop (`--max-restarts`, exit 84).\n\n")
+        "as a crash loop (`--max-restarts`, exit 84). The `--policy` row confines every "
+        "generation (section 6's policy plus the helpers' directory): the child's set-up, "
+        "seccomp load included, is then on this path.\n\n")
     md.append(_table(["variant", "median µs", "p90 µs", "min µs", "restarts"],
                      [[r["name"], _f(r["median_us"], 1), _f(r["p90_us"], 1), _f(r["min_us"], 1), r["restarts"]]
                       for r in rs["rows"]]))
     md.append("\nCommands:\n" + _commands(rs["rows"]))
+
+    # 7
+    sc = res.get("seccomp")
+    if sc:
+        md.append("\n## 7. seccomp cost in the agent, per syscall\n\n")
+        md.append(
+            "`sandbox-probe` enters each program itself the way the supervisor's child does "
+            "(`no_new_privs`, one `seccomp(2)`), then times "
+            f"{sc['iterations']:,} calls of each kind: `getppid` (allowed whatever its arguments: "
+            "the kernel's action cache answers without running the program), `ioctl(FIONREAD)` "
+            "on a pipe (ours inspects ioctl's request; Docker's allows ioctl outright) and "
+            "`bpf` with an unknown command (denied by both; without a filter the kernel refuses "
+            f"the command). {sc['rounds']} short runs of each variant, the order rotated each "
+            "round; each cell is the median over the runs and, in brackets, the 10th percentile "
+            "(on a shared machine the runs nobody disturbed); Δ = minus the no-filter value of the "
+            "same statistic. Load = the `seccomp(2)` call "
+            "itself, timed in fresh forked children (median). Docker's program is "
+            f"{sc['docker']['source']} resolved for amd64 with Docker's default capabilities and "
+            "compiled by libseccomp as runc compiles it (x86-64, x86 and x32, binary tree; "
+            "runc's own ENOSYS stub in front is not included).\n\n")
+        md.append(_table(
+            ["filter", "instructions", "load µs", "getppid ns", "Δ", "ioctl ns", "Δ",
+             "denied call ns", "Δ", "denied errno"],
+            [[r["name"], r.get("instructions", "–"), _f(r.get("load_us"), 1)]
+             + [c for k in ("getppid", "ioctl", "denied")
+                for c in (f"{_f(r[k + '_ns'], 1)} ({_f(r.get(k + '_p10_ns'), 1)})",
+                          f"{r[k + '_delta_ns']:+.1f} ({r.get(k + '_p10_delta_ns', 0):+.1f})")]
+             + [r["denied_errno"]]
+             for r in sc["rows"]]))
+        md.append("\nCommands:\n" + "".join(
+            f"- {r['name']}: `{r['command']}`" + (f"; load: `{r['load_command']}`" if r.get("load_command") else "")
+            + "\n" for r in sc["rows"]))
     return "".join(md)
 
 
@@ -210,9 +250,23 @@ def svg(res):
                    [(r["name"], r["init_cpu_ms"]) for r in res["storm"]["rows"]]))
     panels.append(("VmRSS while supervising sleep", "KiB",
                    [(r["name"], r["VmRSS"]) for r in res["memory"]["rows"]]))
+    panels.append(("RssAnon (private memory) while supervising sleep", "KiB",
+                   [(r["name"], r.get("RssAnon")) for r in res["memory"]["rows"]]))
+    panels.append(("PSS (shared pages divided among their users) while supervising sleep", "KiB",
+                   [(r["name"], r.get("Pss")) for r in res["memory"]["rows"]]))
     panels.append(("Stripped binary size (dynamic ones need libc besides)", "KiB",
                    [(r["name"] + ("" if r["static"] else " (dynamic)"), r["stripped_size"] / 1024)
                     for r in res["memory"]["rows"]]))
+    panels.append(("Restart latency, crash → next start (median)", "µs",
+                   [(r["name"], r["median_us"]) for r in res["restart"]["rows"]]))
+    sc = res.get("seccomp")
+    if sc:
+        panels.append(("seccomp: ioctl in the agent, ns per call (median)", "ns",
+                       [(r["name"], r["ioctl_ns"]) for r in sc["rows"]]))
+        panels.append(("seccomp: denied call in the agent, ns per call (median)", "ns",
+                       [(r["name"], r["denied_ns"]) for r in sc["rows"]]))
+        panels.append(("seccomp: loading the filter (median)", "µs",
+                       [(r["name"], r["load_us"]) for r in sc["rows"] if "load_us" in r]))
     body, y = [], 40
     for title, unit, bars in panels:
         parts, h = _panel(y, title, unit, bars, width)

@@ -12,8 +12,9 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
-# tini ships tini-static; util-linux has unshare; binutils has strip.
-pkgs=(tini dumb-init catatonit hyperfine util-linux binutils gcc libc6-dev python3)
+# tini ships tini-static; util-linux has unshare; binutils has strip; python3-seccomp is
+# libseccomp for Debian's python3, which compiles Docker's default seccomp profile.
+pkgs=(tini dumb-init catatonit hyperfine util-linux binutils gcc libc6-dev python3 python3-seccomp)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -3,8 +3,10 @@
 
 mod cli_support;
 pub mod contract;
+pub mod egress;
 pub mod enforce;
 pub mod log;
 pub mod safe_fs;
 pub mod shim;
 pub mod supervisor;
+pub mod yaml;

@@ -2,7 +2,8 @@
 //! helpers, runs every measurement against every init once or a few times, and writes the
 //! report. No timing is asserted (numbers on a CI machine mean nothing); what is asserted
 //! is that each measurement actually happened and that its correctness checks held (no
-//! zombie left by any init, every SIGTERM reached the child, every restart was seen).
+//! zombie left by any init, every SIGTERM reached the child, every restart was seen, each
+//! seccomp program was entered and denied what it must).
 
 use serde_json::Value;
 use std::path::Path;
@@ -36,6 +37,8 @@ fn smoke_run_measures_every_init_and_writes_the_report() {
         .arg(root.join("benches/bench.py"))
         .arg("--supervisor")
         .arg(env!("CARGO_BIN_EXE_supervisor"))
+        .arg("--probe")
+        .arg(env!("CARGO_BIN_EXE_sandbox-probe"))
         .arg("--out")
         .arg(&out)
         .args(["--profile", "smoke"])
@@ -67,7 +70,21 @@ fn smoke_run_measures_every_init_and_writes_the_report() {
 
     for name in INITS {
         let m = row(rows(&res, "memory"), name);
-        assert!(m["VmRSS"].as_f64().unwrap() > 0.0, "{name}: {m}");
+        let kib = |k: &str| {
+            m[k].as_f64()
+                .unwrap_or_else(|| panic!("{name}: no {k} in {m}"))
+        };
+        assert!(kib("VmRSS") > 0.0, "{name}: {m}");
+        // Private and proportional memory exist and cannot exceed what is resident.
+        assert!(
+            kib("RssAnon") > 0.0 && kib("RssAnon") <= kib("VmRSS"),
+            "{name}: {m}"
+        );
+        assert!(
+            kib("Pss") > 0.0 && kib("Pss") <= kib("VmRSS"),
+            "{name}: {m}"
+        );
+        assert!(kib("Pss_Anon") <= kib("RssAnon"), "{name}: {m}");
         assert!(m["stripped_size"].as_u64().unwrap() > 0, "{name}: {m}");
 
         let s = row(rows(&res, "storm"), name);
@@ -83,8 +100,33 @@ fn smoke_run_measures_every_init_and_writes_the_report() {
         assert_eq!(r["runs"], 3, "{r}");
     }
 
-    for r in rows(&res, "restart") {
+    let restart = rows(&res, "restart");
+    for name in [
+        "supervisor (status on /dev/shm)",
+        "supervisor (status on disk)",
+        "supervisor --policy (status on /dev/shm)",
+    ] {
+        let r = row(restart, name);
         assert_eq!(r["restarts"], 3, "{r}");
+        assert!(r["median_us"].as_f64().unwrap() > 0.0, "{r}");
+    }
+
+    // seccomp in the agent: no filter, ours, Docker's default, each measured.
+    let sc = rows(&res, "seccomp");
+    assert_eq!(sc.len(), 3);
+    for r in sc {
+        for k in ["getppid_ns", "ioctl_ns", "denied_ns"] {
+            assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
+        }
+    }
+    // Unfiltered, the kernel itself refuses the unknown bpf command (EINVAL as root);
+    // both filters deny the call before it runs.
+    assert_eq!(row(sc, "no filter")["denied_errno"], libc::EINVAL, "{sc:?}");
+    for name in ["supervisor", "docker default"] {
+        let r = row(sc, name);
+        assert_eq!(r["denied_errno"], libc::EPERM, "{r}");
+        assert!(r["instructions"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["load_us"].as_f64().unwrap() > 0.0, "{r}");
     }
 
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
@@ -94,6 +136,10 @@ fn smoke_run_measures_every_init_and_writes_the_report() {
     }
     if policy_error.is_string() {
         assert!(report.contains("not available on this build"));
+    }
+    assert!(report.contains("## 7. seccomp cost in the agent"));
+    for panel in ["RssAnon", "PSS", "seccomp: ioctl", "Restart latency"] {
+        assert!(chart.contains(panel), "chart has no {panel} panel");
     }
     std::fs::remove_dir_all(&out).unwrap();
 }

@@ -332,6 +332,8 @@ const DENIED: &[&str] = &[
     "socket_bluetooth",
     "socket_netlink_uevent",
     "socket_netlink_audit",
+    // UDP: egress goes through the egress proxy only (tests/egress.rs has the rest).
+    "socket_inet",
     "socketpair_packet",
     "personality_addr_no_randomize",
     "x32_getpid",
@@ -343,7 +345,6 @@ const DENIED: &[&str] = &[
 const ALLOWED: &[(&str, i64)] = &[
     ("memfd_create", 0),
     ("socket_unix", 0),
-    ("socket_inet", 0),
     ("socket_inet6", 0),
     ("socket_netlink_route", 0),
     ("socketpair_unix", 0),
@@ -383,6 +384,7 @@ const SECCOMP_ONLY: &[&str] = &[
     "ioctl_tioclinux_highbits",
     "socket_netlink_uevent",
     "socket_netlink_audit",
+    "socket_inet",
     "personality_addr_no_randomize",
     "x32_getpid",
     "x32_mount",
@@ -964,7 +966,8 @@ fn tcp_ports_are_confined_when_listed() {
     assert_eq!(b, [0, EACCES]);
     assert_eq!(c, [0, EACCES]);
 
-    // Without the lists, TCP is not restricted.
+    // Without the lists, bind is not restricted; connect is (no network_policies means no
+    // egress, as in OpenShell; tests/egress.rs covers the proxy).
     let run = run_confined(
         &env,
         &[
@@ -973,7 +976,7 @@ fn tcp_ports_are_confined_when_listed() {
         ],
     );
     assert_eq!(run.errno("tcp-bind"), 0);
-    assert_eq!(run.errno("tcp-connect"), 0);
+    assert_eq!(run.errno("tcp-connect"), EACCES);
 }
 
 #[test]
@@ -1239,5 +1242,444 @@ process:
             .iter()
             .all(|l| l["event"] != "landlock.path_missing"),
         "the workspace existed when the sandbox was built"
+    );
+}
+
+// ---- policy paths are objects -------------------------------------------------------
+//
+// Each variant of "a path the policy could not have meant" is proven by a real start:
+// either the start is refused naming the field (exit 78, nothing runs), or the child's
+// attempt fails with EACCES.
+
+/// A policy granting `ro` read-only and `rw` read-write (plus the probe), run as nobody.
+fn paths_policy(env: &Env, ro: &[String], rw: &[String], extra: &str) -> PathBuf {
+    let q = |v: &[String]| {
+        v.iter()
+            .map(|p| format!("'{p}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = format!(
+        "version: 1
+filesystem_policy:
+  read_only: [{bin}, {ro}]
+  read_write: [{rw}]
+process:
+  run_as_user: nobody
+  run_as_group: nogroup
+{extra}",
+        bin = env.p("bin"),
+        ro = q(ro),
+        rw = q(rw),
+    );
+    let path = env.path("policy.yaml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(env: &Env, policy: &Path, ops: &[String]) -> Run {
+    supervise(
+        env,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--no-hook",
+            "--restart",
+            "never",
+        ],
+        ops,
+    )
+}
+
+/// Asserts a refused start (exit 78, the child never ran) naming `field`; returns the error.
+fn refused(run: &Run, field: &str) -> String {
+    assert_eq!(run.code, 78, "the start must be refused");
+    assert!(run.out.is_empty(), "the child ran: {:?}", run.out);
+    let ev = run.event("policy.invalid").expect("policy.invalid event");
+    assert_eq!(ev["field"], field, "{ev}");
+    ev["error"].as_str().unwrap().to_string()
+}
+
+/// A directory owned by nobody (the workload's), mode 0755.
+fn nobody_dir(env: &Env, rel: &str) -> PathBuf {
+    let p = env.path(rel);
+    fs::create_dir_all(&p).unwrap();
+    std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+    p
+}
+
+#[test]
+fn policy_path_root_is_recognised_by_identity_not_spelling() {
+    let env = Env::new("rootid");
+    std::os::unix::fs::symlink("/", env.path("rootlink")).unwrap();
+    let bind = env.path("bindroot");
+    fs::create_dir(&bind).unwrap();
+    let st = Command::new("mount")
+        .args(["--bind", "/"])
+        .arg(&bind)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount --bind / failed");
+    struct Umount(PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _umount = Umount(bind.clone());
+
+    // read_write on /, spelled three other ways: refused, naming the field.
+    for (spelling, why) in [
+        ("/proc/self/root".to_string(), "magic link"),
+        (env.p("rootlink"), "root directory"),
+        (env.p("bindroot"), "root directory"),
+    ] {
+        let policy = paths_policy(&env, &[], &[env.p("rw"), spelling.clone()], "");
+        let run = start(&env, &policy, &ops(&["status"]));
+        let e = refused(&run, "filesystem_policy.read_write[1]");
+        assert!(e.contains(why) && e.contains(&spelling), "{spelling}: {e}");
+    }
+    // read_only of / is allowed only as /.
+    let policy = paths_policy(&env, &[env.p("rootlink")], &[env.p("rw")], "");
+    let e = refused(
+        &start(&env, &policy, &ops(&["status"])),
+        "filesystem_policy.read_only[1]",
+    );
+    assert!(e.contains("write / if"), "{e}");
+    let policy = paths_policy(&env, &["/".into()], &[env.p("rw")], "");
+    let run = start(
+        &env,
+        &policy,
+        &[
+            format!("read:{}", env.p("secret/data")),
+            format!("write:{}", env.p("secret/new")),
+            format!("write:{}", env.p("rw/new")),
+        ],
+    );
+    assert_eq!(run.code, 0);
+    let r: Vec<i64> = run
+        .out
+        .iter()
+        .map(|l| l["errno"].as_i64().unwrap())
+        .collect();
+    assert_eq!(r, [0, EACCES, 0], "/ readable, still not writable");
+}
+
+#[test]
+fn policy_path_symlink_planted_between_runs_is_refused() {
+    let env = Env::new("planted");
+    let ws = nobody_dir(&env, "ws");
+    let ro = nobody_dir(&env, "ws/ro");
+    fs::write(ro.join("data"), "ro\n").unwrap();
+    nobody_dir(&env, "ws/a");
+    nobody_dir(&env, "ws/a/b");
+    let policy = paths_policy(
+        &env,
+        &[ro.display().to_string()],
+        &[ws.display().to_string()],
+        "",
+    );
+    // Run 1: the workload replaces the read_only tree inside its workspace by a link to /.
+    let run = start(&env, &policy, &[format!("plant:{}=/", ro.display())]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.errno("plant"), 0, "the workload can do this");
+    assert!(fs::symlink_metadata(&ro).unwrap().file_type().is_symlink());
+    // Run 2: refused, naming the path, the link and who could have planted it.
+    let run = start(&env, &policy, &ops(&["status"]));
+    let e = refused(&run, "filesystem_policy.read_only[1]");
+    assert!(e.contains(&format!("{} is a symlink", ro.display())), "{e}");
+    assert!(e.contains("uid 65534"), "{e}");
+
+    // Second spelling: a directory on the way is swapped, not the listed path itself.
+    let deep = format!("{}/a/b", ws.display());
+    let policy = paths_policy(
+        &env,
+        std::slice::from_ref(&deep),
+        &[ws.display().to_string()],
+        "",
+    );
+    let run = start(
+        &env,
+        &policy,
+        &[format!("plant:{}/a={}", ws.display(), env.p("secret"))],
+    );
+    assert_eq!(run.errno("plant"), 0);
+    let e = refused(
+        &start(&env, &policy, &ops(&["status"])),
+        "filesystem_policy.read_only[1]",
+    );
+    assert!(
+        e.contains(&format!("{}/a is a symlink", ws.display())),
+        "{e}"
+    );
+
+    // Third: the workspace itself, in a directory the workload owns, swapped for a link to
+    // a tree it must not write (by the workload, from outside this sandbox).
+    let home = nobody_dir(&env, "home");
+    let space = nobody_dir(&env, "home/space");
+    let policy = paths_policy(&env, &[], &[space.display().to_string()], "");
+    assert_eq!(start(&env, &policy, &ops(&["status"])).code, 0);
+    let st = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "rmdir {s} && ln -s {t} {s}",
+            s = space.display(),
+            t = env.p("secret")
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let e = refused(
+        &start(&env, &policy, &ops(&["status"])),
+        "filesystem_policy.read_write[0]",
+    );
+    assert!(
+        e.contains(&home.display().to_string()) && e.contains("uid 65534"),
+        "{e}"
+    );
+}
+
+#[test]
+fn policy_path_proc_magic_links_are_refused() {
+    let env = Env::new("magic");
+    for (i, p) in [
+        "/dev/stdin",
+        "/dev/fd/1",
+        "/proc/self/cwd",
+        "/proc/1/root",
+        "/proc/thread-self/root",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let policy = if i % 2 == 0 {
+            paths_policy(&env, &[p.to_string()], &[env.p("rw")], "")
+        } else {
+            paths_policy(&env, &[], &[env.p("rw"), p.to_string()], "")
+        };
+        let field = if i % 2 == 0 {
+            "filesystem_policy.read_only[1]"
+        } else {
+            "filesystem_policy.read_write[1]"
+        };
+        let e = refused(&start(&env, &policy, &ops(&["status"])), field);
+        assert!(e.contains("magic link"), "{p}: {e}");
+    }
+}
+
+#[test]
+fn policy_path_proc_self_grants_nothing_and_says_so() {
+    let env = Env::new("procself");
+    let policy = paths_policy(&env, &["/proc/self".into()], &[env.p("rw")], "");
+    let run = start(&env, &policy, &ops(&["read:/proc/self/status"]));
+    assert_eq!(run.code, 0);
+    let ev = run
+        .event("landlock.path_skipped")
+        .expect("landlock.path_skipped");
+    assert_eq!(ev["field"], "filesystem_policy.read_only[1]");
+    assert_eq!(
+        run.errno("read"),
+        EACCES,
+        "the supervisor's /proc/self is not the child's, and nothing else grants it"
+    );
+    // hard_requirement cannot honour it: refused.
+    let policy = paths_policy(
+        &env,
+        &["/proc/self".into()],
+        &[env.p("rw")],
+        "landlock:\n  compatibility: hard_requirement\n",
+    );
+    let run = start(&env, &policy, &ops(&["status"]));
+    if kernel_landlock_abi() >= 9 {
+        assert_eq!(run.code, 83);
+        let ev = run
+            .event("enforce.unsupported")
+            .expect("enforce.unsupported");
+        assert_eq!(ev["field"], "filesystem_policy.read_only[1]");
+    } else {
+        assert_eq!(
+            run.code, 83,
+            "refused either way (resolve_unix or /proc/self)"
+        );
+    }
+    assert!(run.out.is_empty());
+}
+
+#[test]
+fn policy_path_devices_fifos_and_missing_paths() {
+    let env = Env::new("devfifo");
+    let ws = nobody_dir(&env, "ws");
+    // A device node inside the workload's directory (a planted or bind-mounted one).
+    let dev = ws.join("null");
+    nix::sys::stat::mknod(
+        &dev,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let policy = paths_policy(&env, &[], &[env.p("rw"), dev.display().to_string()], "");
+    let e = refused(
+        &start(&env, &policy, &ops(&["status"])),
+        "filesystem_policy.read_write[1]",
+    );
+    assert!(e.contains("device") && e.contains("uid 65534"), "{e}");
+    // The image's own /dev/null is fine (the default policy lists it).
+    // A FIFO as a policy path neither blocks the start nor grants more than itself.
+    let fifo = ws.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    fs::write(ws.join("other"), "x\n").unwrap();
+    let policy = paths_policy(&env, &[fifo.display().to_string()], &[env.p("rw")], "");
+    let run = start(
+        &env,
+        &policy,
+        &[format!("read:{}", ws.join("other").display())],
+    );
+    assert_eq!(run.code, 0, "a FIFO path does not block the start");
+    assert_eq!(run.errno("read"), EACCES, "its directory is not granted");
+    // hard_requirement refuses a missing path; best_effort logs it and starts.
+    let gone = env.p("no-such-dir");
+    let policy = paths_policy(&env, std::slice::from_ref(&gone), &[env.p("rw")], "");
+    let run = start(&env, &policy, &ops(&["status"]));
+    assert_eq!(run.code, 0);
+    let ev = run
+        .event("landlock.path_missing")
+        .expect("landlock.path_missing");
+    assert_eq!(ev["field"], "filesystem_policy.read_only[1]");
+    let policy = paths_policy(
+        &env,
+        &[gone],
+        &[env.p("rw")],
+        "landlock:\n  compatibility: hard_requirement\n",
+    );
+    let run = start(&env, &policy, &ops(&["status"]));
+    assert_eq!(run.code, 83);
+    assert!(run.out.is_empty());
+}
+
+#[test]
+fn policy_path_trusted_symlinks_are_still_followed() {
+    let env = Env::new("trustedlink");
+    // A root-owned link in a root-owned directory (like /lib -> usr/lib): followed, and the
+    // rule is on its target.
+    std::os::unix::fs::symlink(env.path("ro"), env.path("ro-link")).unwrap();
+    let policy = paths_policy(&env, &[env.p("ro-link")], &[env.p("rw")], "");
+    let run = start(
+        &env,
+        &policy,
+        &[
+            format!("read:{}", env.p("ro/data")),
+            format!("read:{}", env.p("ro-link/data")),
+            format!("write:{}", env.p("ro/new")),
+            format!("read:{}", env.p("secret/data")),
+        ],
+    );
+    assert_eq!(run.code, 0);
+    let r: Vec<i64> = run
+        .out
+        .iter()
+        .map(|l| l["errno"].as_i64().unwrap())
+        .collect();
+    assert_eq!(r, [0, 0, EACCES, EACCES]);
+}
+
+/// OpenShell's examples omit `process:` so the platform picks the identity: a root
+/// supervisor runs the child as sandbox:sandbox, never as root, and says why.
+#[test]
+fn default_identity_is_sandbox_never_root() {
+    let env = Env::new("defid");
+    let text = format!(
+        "version: 1\nfilesystem_policy:\n  read_only: [{}, /proc]\n  read_write: [{}]\n",
+        env.p("bin"),
+        env.p("rw")
+    );
+    let policy = env.path("policy.yaml");
+    fs::write(&policy, text).unwrap();
+    // An image with a sandbox user: this host's passwd and group plus one, bind-mounted
+    // over /etc in a mount namespace of the supervisor's own.
+    let passwd = env.path("passwd");
+    let group = env.path("group");
+    fs::write(
+        &passwd,
+        fs::read_to_string("/etc/passwd").unwrap() + "sandbox:x:4321:4322::/sandbox:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(
+        &group,
+        fs::read_to_string("/etc/group").unwrap() + "sandbox:x:4322:\n",
+    )
+    .unwrap();
+    let in_image = |cmd: &mut Command| {
+        let prog = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let mut w = Command::new("unshare");
+        w.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /etc/passwd && mount --bind {} /etc/group && exec \"$0\" \"$@\"",
+                passwd.display(),
+                group.display()
+            ))
+            .arg(prog)
+            .args(args)
+            .current_dir(env.path("rw"));
+        *cmd = w;
+    };
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--no-hook",
+        "--restart",
+        "never",
+    ];
+    let run = supervise_with(&env, &args, &ops(&["status", "env:USER"]), in_image);
+    assert_eq!(run.code, 0);
+    let s = run.op("status");
+    assert_eq!(status_field(s, "Uid"), "4321 4321 4321 4321");
+    assert_eq!(status_field(s, "Gid"), "4322 4322 4322 4322");
+    let ev = run.event("enforce.identity").expect("enforce.identity");
+    assert_eq!(ev["source"], "openshell_default");
+    assert_eq!(ev["uid"], 4321);
+    assert!(ev["reason"].as_str().unwrap().contains("never root"));
+
+    // Without such a user the start is refused, naming the field: never a root child.
+    let run = supervise(&env, &args, &ops(&["status"]));
+    if fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .all(|l| !l.starts_with("sandbox:"))
+    {
+        assert_eq!(run.code, 78);
+        assert!(run.out.is_empty());
+        let ev = run.event("policy.invalid").expect("policy.invalid");
+        assert_eq!(ev["field"], "process.run_as_user");
+        assert!(ev["error"].as_str().unwrap().contains("sandbox"), "{ev}");
+    }
+
+    // An unprivileged supervisor cannot change ids: the child keeps the supervisor's.
+    fs::set_permissions(env.path("status"), fs::Permissions::from_mode(0o777)).unwrap();
+    let run = supervise_with(&env, &args, &ops(&["status"]), |cmd| {
+        let prog = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let mut w = Command::new("setpriv");
+        w.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(prog)
+            .args(args)
+            .current_dir(env.path("rw"));
+        *cmd = w;
+    });
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        status_field(run.op("status"), "Uid"),
+        "65534 65534 65534 65534"
+    );
+    assert_eq!(
+        run.event("enforce.identity").unwrap()["source"],
+        "supervisor"
     );
 }

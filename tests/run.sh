@@ -14,7 +14,11 @@ log "installing test dependencies"
 apt_pkgs=(busybox-static util-linux procps binutils podman runc docker.io)
 # tests/bench_smoke.rs runs the benchmark harness once against every init it compares;
 # tests/attacks.rs builds ELF hooks with a chosen PT_INTERP with gcc.
-apt_pkgs+=(tini dumb-init catatonit hyperfine gcc libc6-dev python3)
+# python3-seccomp (libseccomp for Debian's python3) compiles Docker's default seccomp profile.
+apt_pkgs+=(tini dumb-init catatonit hyperfine gcc libc6-dev python3 python3-seccomp)
+# tests/egress.rs builds its test hosts in network namespaces (ip netns, veth); the egress
+# benchmark can shape their link (tc).
+apt_pkgs+=(iproute2)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -79,3 +83,6 @@ log "cargo build --release"
 cargo build --release
 log "cargo test"
 cargo test
+log "fuzzing the policy and status.json readers (bounded)"
+# Installs cargo-fuzz (cargo install --locked) when it is missing.
+bash fuzz/run.sh

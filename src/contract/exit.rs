@@ -27,6 +27,8 @@ pub enum ExitCode {
     CrashLoop,
     /// The seed tree could not be copied into the workspace.
     SeedFailed,
+    /// The egress proxy could not be started (or kept failing to start).
+    EgressFailed,
     /// The child command exists but cannot be executed.
     NotExecutable,
     /// The child command was not found.
@@ -34,7 +36,7 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 12] = [
+    pub const ALL: [ExitCode; 13] = [
         ExitCode::Ok,
         ExitCode::Usage,
         ExitCode::Internal,
@@ -45,6 +47,7 @@ impl ExitCode {
         ExitCode::Enforcement,
         ExitCode::CrashLoop,
         ExitCode::SeedFailed,
+        ExitCode::EgressFailed,
         ExitCode::NotExecutable,
         ExitCode::NotFound,
     ];
@@ -61,6 +64,7 @@ impl ExitCode {
             ExitCode::Enforcement => 83,
             ExitCode::CrashLoop => 84,
             ExitCode::SeedFailed => 85,
+            ExitCode::EgressFailed => 87,
             ExitCode::NotExecutable => 126,
             ExitCode::NotFound => 127,
         }
@@ -78,6 +82,7 @@ impl ExitCode {
             ExitCode::Enforcement => "enforcement",
             ExitCode::CrashLoop => "crash_loop",
             ExitCode::SeedFailed => "seed_failed",
+            ExitCode::EgressFailed => "egress_failed",
             ExitCode::NotExecutable => "not_executable",
             ExitCode::NotFound => "not_found",
         }
@@ -96,6 +101,7 @@ impl ExitCode {
             ExitCode::Enforcement => "the sandbox could not be applied to the child",
             ExitCode::CrashLoop => "more than --max-restarts restarts within --restart-window",
             ExitCode::SeedFailed => "the seed tree could not be copied into the workspace",
+            ExitCode::EgressFailed => "the egress proxy could not be started",
             ExitCode::NotExecutable => "the command cannot be executed",
             ExitCode::NotFound => "the command was not found",
         }

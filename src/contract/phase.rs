@@ -85,6 +85,8 @@ pub enum Reason {
     Internal,
     /// The seed tree could not be copied into the workspace.
     SeedFailed,
+    /// The egress proxy could not be started, or failed every restart.
+    EgressFailed,
 }
 
 impl Reason {
@@ -100,6 +102,7 @@ impl Reason {
             Reason::ConfigInvalid => "config_invalid",
             Reason::Internal => "internal",
             Reason::SeedFailed => "seed_failed",
+            Reason::EgressFailed => "egress_failed",
         }
     }
 }

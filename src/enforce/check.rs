@@ -24,7 +24,7 @@ pub fn check_command(path: &Path) -> i32 {
         Err(e) => {
             println!("policy       {e}");
             let code = match e.kind {
-                ErrorKind::Invalid => ExitCode::Config,
+                ErrorKind::Invalid | ErrorKind::Untrusted => ExitCode::Config,
                 ErrorKind::Unenforceable => ExitCode::Enforcement,
             };
             println!("result       FAIL ({})", code.name());
@@ -35,14 +35,16 @@ pub fn check_command(path: &Path) -> i32 {
 
 /// The report text and the exit code. An invalid policy is an Err.
 fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| PolicyError::file(path, format!("cannot read the policy: {e}")))?;
+    // SAFETY: geteuid has no failure mode.
+    let text = super::policy_file::read(path, unsafe { libc::geteuid() } == 0)?;
     let pol = policy::parse(&text, path, workdir)?;
+    // L7 rules under hard_requirement are refused here as at start-up (exit 83).
+    let rules = crate::egress::schema::compile(&pol.network_policies, pol.compatibility, path)?;
     // Build everything the supervisor would, but without failing on hard_requirement, so
     // the report can show what is missing.
     let mut lenient = pol.clone();
     lenient.compatibility = Compatibility::BestEffort;
-    let sandbox = Sandbox::prepare_policy(path, lenient)?;
+    let sandbox = Sandbox::prepare_policy(path, lenient, 0)?;
     let cov = &sandbox.landlock.coverage;
     let id = &sandbox.identity;
     let mut out = String::new();
@@ -62,6 +64,12 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
         id.gid,
         named(&id.group_name),
         list(id.groups.iter().map(|g| g.to_string()))
+    );
+    let _ = writeln!(
+        w,
+        "             {} ({})",
+        sandbox.id_source.why(),
+        sandbox.id_source.as_str()
     );
     let p = &sandbox.privs;
     let _ = writeln!(
@@ -133,9 +141,21 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
     if !cov.missing_paths.is_empty() {
         let _ = writeln!(
             w,
-            "  missing    {} (grant nothing)",
-            list(cov.missing_paths.iter().map(|p| p.display().to_string()))
+            "  missing    {} (grant nothing{})",
+            list(
+                cov.missing_paths
+                    .iter()
+                    .map(|(_, p)| p.display().to_string())
+            ),
+            if pol.compatibility == Compatibility::HardRequirement {
+                "; hard_requirement refuses to start unless they exist after the hook"
+            } else {
+                ""
+            }
         );
+    }
+    for (field, p, why) in &cov.skipped_paths {
+        let _ = writeln!(w, "  skipped    {} ({field}): {why}", p.display());
     }
     let _ = writeln!(w, "  rules      {}", cov.rules);
     if !cov.unenforced.is_empty() {
@@ -145,6 +165,8 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
             cov.unenforced.join(", ")
         );
     }
+
+    egress_section(w, &pol, &rules, cov);
 
     let sc = &sandbox.seccomp;
     let _ = writeln!(
@@ -181,25 +203,139 @@ fn report(path: &Path, workdir: &Path) -> Result<(String, ExitCode), PolicyError
         let _ = writeln!(w, "  policy denies {}", sc.denied.join(", "));
     }
 
-    let code = if cov.unenforced.is_empty() {
+    // What keeps the policy from being enforced exactly as written.
+    let mut gaps: Vec<String> = cov.unenforced.clone();
+    gaps.extend(
+        cov.skipped_paths
+            .iter()
+            .map(|(_, p, _)| p.display().to_string()),
+    );
+    if pol.compatibility == Compatibility::HardRequirement {
+        gaps.extend(
+            cov.missing_paths
+                .iter()
+                .map(|(_, p)| p.display().to_string()),
+        );
+    }
+    let code = if gaps.is_empty() {
         let _ = writeln!(w, "result       OK: everything in the policy is enforced");
         ExitCode::Ok
     } else if pol.compatibility == Compatibility::BestEffort {
         let _ = writeln!(
             w,
-            "result       OK (best_effort): {} Landlock right(s) not enforced on this kernel",
-            cov.unenforced.len()
+            "result       OK (best_effort): not enforced as written on this host: {}",
+            gaps.join(", ")
         );
         ExitCode::Ok
     } else {
         let _ = writeln!(
             w,
-            "result       FAIL: hard_requirement cannot be met on this kernel (missing: {}); the supervisor would refuse to start",
-            cov.unenforced.join(", ")
+            "result       FAIL: hard_requirement cannot be met on this host (missing: {}); the supervisor would refuse to start",
+            gaps.join(", ")
         );
         ExitCode::Enforcement
     };
     Ok((out, code))
+}
+
+/// The network section: per endpoint, what the egress proxy enforces and what it does not.
+fn egress_section(
+    w: &mut String,
+    pol: &policy::Policy,
+    rules: &crate::egress::rules::Rules,
+    cov: &landlock::Coverage,
+) {
+    let connect_enforced = cov.net_handled.contains(::landlock::AccessNet::ConnectTcp);
+    let direct = pol.tcp_connect.as_deref().unwrap_or(&[]);
+    if !connect_enforced {
+        let _ = writeln!(
+            w,
+            "egress       NOT ENFORCED on this kernel (Landlock ABI {} < 4 cannot restrict TCP connect): the child can connect to any host directly",
+            cov.kernel_abi
+        );
+    }
+    if rules.is_empty() {
+        let _ = writeln!(
+            w,
+            "egress       none: the policy has no network_policies, so the child gets no proxy and every TCP connect is refused{}",
+            if direct.is_empty() { String::new() } else { format!(" (except ports {} of our tcp_connect extension)", list(direct.iter().map(|p| p.to_string()))) }
+        );
+    } else {
+        let _ = writeln!(
+            w,
+            "egress       through the supervisor's proxy on 127.0.0.1 (the proxy's port, chosen when the supervisor starts; HTTP_PROXY/HTTPS_PROXY/ALL_PROXY point at it); TCP connect to any other port is refused"
+        );
+        for p in &rules.policies {
+            let name = if p.name != p.key {
+                format!(" ({})", p.name)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                w,
+                "  policy {}{name}: binaries {}",
+                p.key,
+                list(p.binaries.iter().cloned())
+            );
+            for ep in &p.endpoints {
+                let ports = list(ep.ports.iter().map(|p| p.to_string()));
+                let (host, addr) = match ep.host.as_deref() {
+                    None => (
+                        "any host".to_string(),
+                        "addresses in allowed_ips only".to_string(),
+                    ),
+                    Some(h) if h.parse::<std::net::IpAddr>().is_ok() => {
+                        (h.to_string(), format!("only {h}"))
+                    }
+                    Some(h) if h.contains('*') => {
+                        (h.to_string(), "public addresses only".to_string())
+                    }
+                    Some(h) => (h.to_string(), "any but loopback/link-local".to_string()),
+                };
+                let addr = if ep.allowed_ips.is_empty() || ep.host.is_none() {
+                    addr
+                } else {
+                    "addresses in allowed_ips only".to_string()
+                };
+                let ips = if ep.allowed_ips.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " allowed_ips {}",
+                        list(ep.allowed_ips.iter().map(|c| c.to_string()))
+                    )
+                };
+                let _ = writeln!(w, "    {host}:{ports}{ips}");
+                let _ = writeln!(
+                    w,
+                    "      enforced: host, port, calling binary, resolved address ({addr})"
+                );
+                if !ep.unenforced.is_empty() {
+                    let _ = writeln!(w, "      NOT ENFORCED (L7, best_effort): {} -- the whole host:port is allowed", ep.unenforced.join("; "));
+                }
+                if !ep.audit_only.is_empty() {
+                    let _ = writeln!(w, "      audit only (L7): {} -- allowed, as OpenShell would, but requests are not inspected or logged", ep.audit_only.join("; "));
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        w,
+        "  side doors UDP (DNS included), ICMP, raw, SCTP and MPTCP sockets and TCP Fast Open refused (seccomp); names resolve only in the proxy"
+    );
+    if !direct.is_empty() {
+        let _ = writeln!(
+            w,
+            "  DIRECT     tcp_connect ports {} bypass the proxy: the child may connect to ANY address on them",
+            list(direct.iter().map(|p| p.to_string()))
+        );
+    }
+    if !rules.is_empty() {
+        let _ = writeln!(
+            w,
+            "  LIMIT      Landlock restricts TCP connect by port, not by address: a remote host that listens on the proxy's port is reachable directly by IP address (no name: the child has no DNS); see README, Egress"
+        );
+    }
 }
 
 fn named(n: &Option<String>) -> String {

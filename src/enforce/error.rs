@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 pub enum ErrorKind {
     /// The policy (or something it names, like a user) is wrong: fix the file.
     Invalid,
+    /// The policy file could have been written by someone other than root (a root
+    /// supervisor refuses it): fix its owner, mode or directory.
+    Untrusted,
     /// The policy is fine but this kernel cannot enforce it as required
     /// (`hard_requirement`, no seccomp): fix the host or relax the policy.
     Unenforceable,
@@ -36,6 +39,16 @@ impl PolicyError {
     pub fn file(file: &Path, reason: impl Into<String>) -> Self {
         PolicyError {
             kind: ErrorKind::Invalid,
+            file: file.to_path_buf(),
+            field: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// The policy file fails the trust check.
+    pub fn untrusted(file: &Path, reason: impl Into<String>) -> Self {
+        PolicyError {
+            kind: ErrorKind::Untrusted,
             file: file.to_path_buf(),
             field: None,
             reason: reason.into(),

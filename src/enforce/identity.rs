@@ -7,6 +7,74 @@ use std::collections::BTreeSet;
 pub const PASSWD: &str = "/etc/passwd";
 pub const GROUP: &str = "/etc/group";
 
+/// OpenShell's default identity when a policy has no `process:` (its examples omit it on
+/// purpose, so the platform chooses).
+pub const DEFAULT_USER: &str = "sandbox";
+
+/// Why the child gets the identity it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `process.run_as_user` names it.
+    Policy,
+    /// No `run_as_user`, supervisor is root: OpenShell's default `sandbox:sandbox`.
+    OpenShellDefault,
+    /// No `run_as_user`, supervisor is not root: it cannot change ids, so the child keeps
+    /// the supervisor's.
+    Supervisor,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Policy => "policy",
+            Source::OpenShellDefault => "openshell_default",
+            Source::Supervisor => "supervisor",
+        }
+    }
+
+    /// A sentence for the log and `supervisor check`.
+    pub fn why(self) -> &'static str {
+        match self {
+            Source::Policy => "named by process.run_as_user",
+            Source::OpenShellDefault => {
+                "the policy names no process.run_as_user and the supervisor runs as root: \
+                 OpenShell's default user sandbox (never root)"
+            }
+            Source::Supervisor => {
+                "the policy names no process.run_as_user and the supervisor is not root: the \
+                 child keeps the supervisor's uid and gid"
+            }
+        }
+    }
+}
+
+/// The user and group to resolve for a policy's `process` section, and why. `euid`/`egid`
+/// are the supervisor's own.
+pub fn choose(
+    user: Option<&IdSpec>,
+    group: Option<&IdSpec>,
+    euid: u32,
+    egid: u32,
+) -> (IdSpec, Option<IdSpec>, Source) {
+    match user {
+        Some(u) => (u.clone(), group.cloned(), Source::Policy),
+        None if euid == 0 => (
+            IdSpec::Name(DEFAULT_USER.into()),
+            Some(
+                group
+                    .cloned()
+                    .unwrap_or_else(|| IdSpec::Name(DEFAULT_USER.into())),
+            ),
+            Source::OpenShellDefault,
+        ),
+        None => (
+            IdSpec::Id(euid),
+            Some(group.cloned().unwrap_or(IdSpec::Id(egid))),
+            Source::Supervisor,
+        ),
+    }
+}
+
 /// The resolved target identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -223,6 +291,33 @@ tools:x:2000:other,sandbox
     fn bare_uid_without_group_is_an_error() {
         let (field, _) = resolve(&IdSpec::Id(4242), None, PW, GR).unwrap_err();
         assert_eq!(field, "process.run_as_group");
+    }
+
+    #[test]
+    fn default_identity_follows_openshell_and_never_root() {
+        let (u, g, src) = choose(None, None, 0, 0);
+        assert_eq!(
+            (u, g, src),
+            (
+                name("sandbox"),
+                Some(name("sandbox")),
+                Source::OpenShellDefault
+            )
+        );
+        let id = resolve(&name("sandbox"), Some(&name("sandbox")), PW, GR).unwrap();
+        assert_eq!((id.uid, id.gid), (1000, 1000));
+        // Only the group given: the user still defaults.
+        let (u, g, _) = choose(None, Some(&IdSpec::Id(5)), 0, 0);
+        assert_eq!((u, g), (name("sandbox"), Some(IdSpec::Id(5))));
+        // Not root: the supervisor's own ids.
+        let (u, g, src) = choose(None, None, 4242, 4343);
+        assert_eq!(
+            (u, g, src),
+            (IdSpec::Id(4242), Some(IdSpec::Id(4343)), Source::Supervisor)
+        );
+        // Named: as named.
+        let (u, g, src) = choose(Some(&IdSpec::Id(7)), None, 0, 0);
+        assert_eq!((u, g, src), (IdSpec::Id(7), None, Source::Policy));
     }
 
     #[test]

@@ -4,17 +4,19 @@
 //! the kernel's own ABI decide what is handled: on a newer kernel nothing is lost, on an
 //! older one the gap is computed right-by-right so `best_effort` can log it and
 //! `hard_requirement` can refuse to start. Path fds are opened here, as the supervisor
-//! (root), and closed once their rule is added; the child only calls
-//! `landlock_restrict_self` on the finished ruleset fd.
+//! (root), by the trusted walk and judged by what they are (`paths`), and closed once their
+//! rule is added; the child only calls `landlock_restrict_self` on the finished ruleset fd.
 
 use super::error::PolicyError;
+use super::paths::{self, Opened};
 use super::policy::{Compatibility, Policy};
 use super::stage::{Failure, Stage};
+use crate::safe_fs::Trust;
 use landlock::{
-    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
-    PathFdError, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, Scope, ABI,
 };
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// The newest ABI whose rights this build can name. Pinned, not "whatever the crate
@@ -50,8 +52,10 @@ pub struct Coverage {
     pub scope_handled: BitFlags<Scope>,
     /// Rights we asked for that this kernel cannot enforce, by kernel name.
     pub unenforced: Vec<String>,
-    /// Paths from the policy that do not exist (and so grant nothing).
-    pub missing_paths: Vec<PathBuf>,
+    /// Paths from the policy that do not exist (and so grant nothing), with their field.
+    pub missing_paths: Vec<(String, PathBuf)>,
+    /// Paths that cannot mean for the child what they say (`/proc/self`): field, path, why.
+    pub skipped_paths: Vec<(String, PathBuf, String)>,
     pub rules: usize,
 }
 
@@ -83,15 +87,6 @@ impl Domain {
     }
 }
 
-fn is_dir(fd: &PathFd) -> bool {
-    // SAFETY: fstat writes into a zeroed stat we own; O_PATH fds support fstat.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(fd.as_fd().as_raw_fd(), &mut st) == 0
-            && st.st_mode & libc::S_IFMT == libc::S_IFDIR
-    }
-}
-
 /// Kernel names of rights, e.g. `write_file`, `bind_tcp`, `signal`.
 pub fn names<R: std::fmt::Debug>(rights: impl IntoIterator<Item = R>) -> Vec<String> {
     rights
@@ -116,14 +111,12 @@ fn snake(camel: &str) -> String {
     s
 }
 
-/// What we ask for, independent of the kernel.
+/// What we ask for, independent of the kernel. TCP connect is always handled: egress is
+/// closed unless the policy lists it, and then it goes through the egress proxy's port.
 fn wanted(policy: &Policy) -> (BitFlags<AccessFs>, BitFlags<AccessNet>, BitFlags<Scope>) {
-    let mut net = BitFlags::EMPTY;
+    let mut net: BitFlags<AccessNet> = AccessNet::ConnectTcp.into();
     if policy.tcp_bind.is_some() {
         net |= AccessNet::BindTcp;
-    }
-    if policy.tcp_connect.is_some() {
-        net |= AccessNet::ConnectTcp;
     }
     (
         AccessFs::from_all(KNOWN_ABI),
@@ -150,13 +143,26 @@ pub fn coverage(policy: &Policy, kernel: i32) -> Coverage {
         scope_handled,
         unenforced,
         missing_paths: Vec::new(),
+        skipped_paths: Vec::new(),
         rules: 0,
     }
 }
 
+/// The TCP ports the child may connect to: the egress proxy's (when the policy allows any
+/// egress and the proxy has a port) and our `tcp_connect` extension's.
+pub fn connect_ports(policy: &Policy, proxy_port: u16) -> Vec<u16> {
+    let mut ports: Vec<u16> = policy.tcp_connect.iter().flatten().copied().collect();
+    if proxy_port != 0 && !policy.network_policies.is_empty() {
+        ports.push(proxy_port);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 /// Builds the ruleset for `policy`. Fails (Unenforceable) under `hard_requirement` when the
 /// kernel cannot enforce every right we ask for.
-pub fn prepare(policy: &Policy, file: &Path) -> Result<Domain, PolicyError> {
+pub fn prepare(policy: &Policy, file: &Path, proxy_port: u16) -> Result<Domain, PolicyError> {
     let mut cov = coverage(policy, kernel_abi());
     if policy.compatibility == Compatibility::HardRequirement && !cov.fully_enforced() {
         return Err(PolicyError::unenforceable(
@@ -203,50 +209,46 @@ pub fn prepare(policy: &Policy, file: &Path) -> Result<Domain, PolicyError> {
     let read = AccessFs::from_read(KNOWN_ABI) & cov.fs_handled;
     let all = cov.fs_handled;
     let file_rights = AccessFs::from_file(KNOWN_ABI);
-    let trees = policy
-        .read_only
-        .iter()
-        .map(|p| (p, read))
-        .chain(policy.read_write.iter().map(|p| (p, all)));
-    for (path, rights) in trees {
-        let fd = match PathFd::new(path) {
-            Ok(fd) => fd,
+    let trust = Trust::root_and_self();
+    for pp in policy.paths() {
+        let rights = if pp.writable { all } else { read };
+        let (fd, dir) = match paths::open(pp.path, pp.writable, &trust) {
+            Ok(Opened::Rule { fd, dir }) => (fd, dir),
             // A path that does not exist grants nothing; that is never less safe, and
-            // images differ (/lib64, /dev/nvidia0). Reported, not fatal.
-            Err(PathFdError::OpenCall { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                cov.missing_paths.push(path.clone());
+            // images differ (/lib64, /dev/nvidia0). Reported, not fatal (but see
+            // `Sandbox::check_missing_paths` for hard_requirement).
+            Ok(Opened::Missing) => {
+                cov.missing_paths.push((pp.field, pp.path.to_path_buf()));
                 continue;
             }
-            Err(e) => {
-                return Err(PolicyError::invalid(
-                    file,
-                    "filesystem_policy",
-                    format!("cannot open {} for a Landlock rule: {e}", path.display()),
-                ))
+            Ok(Opened::Skipped(why)) => {
+                if policy.compatibility == Compatibility::HardRequirement {
+                    return Err(PolicyError::unenforceable(file, Some(&pp.field), why));
+                }
+                cov.skipped_paths
+                    .push((pp.field, pp.path.to_path_buf(), why));
+                continue;
             }
+            Err(why) => return Err(PolicyError::invalid(file, pp.field, why)),
         };
         // Directory-only rights on a file are an error to the kernel. Asked of the fd we
         // hold, not the path, so a rename in between cannot make them disagree.
-        let rights = if is_dir(&fd) {
-            rights
-        } else {
-            rights & file_rights
-        };
+        let rights = if dir { rights } else { rights & file_rights };
         created = created
             .add_rule(PathBeneath::new(fd, rights))
-            .map_err(|e| err(&format!("adding a rule for {}", path.display()), &e))?;
+            .map_err(|e| err(&format!("adding a rule for {}", pp.path.display()), &e))?;
         cov.rules += 1;
     }
+    let connect = connect_ports(policy, proxy_port);
+    let bind: Vec<u16> = policy.tcp_bind.iter().flatten().copied().collect();
     for (ports, right) in [
-        (&policy.tcp_bind, AccessNet::BindTcp),
-        (&policy.tcp_connect, AccessNet::ConnectTcp),
+        (&bind, AccessNet::BindTcp),
+        (&connect, AccessNet::ConnectTcp),
     ] {
         if !cov.net_handled.contains(right) {
             continue;
         }
-        for port in ports.iter().flatten() {
+        for port in ports {
             created = created
                 .add_rule(NetPort::new(*port, right))
                 .map_err(|e| err(&format!("adding a rule for TCP port {port}"), &e))?;
@@ -266,13 +268,18 @@ mod tests {
         Policy {
             read_only: vec![PathBuf::from("/usr")],
             read_write: vec![PathBuf::from("/tmp")],
+            include_workdir: false,
+            workdir: None,
             compatibility: Compatibility::BestEffort,
             tcp_bind: tcp.then(Vec::new),
             tcp_connect: None,
-            user: IdSpec::Id(1),
+            user: Some(IdSpec::Id(1)),
             group: None,
             seccomp_allow: vec![],
             seccomp_deny: vec![],
+            network_policies: Default::default(),
+            network_middlewares: Default::default(),
+            notes: vec![],
         }
     }
 
@@ -291,8 +298,8 @@ mod tests {
         assert!(c.unenforced.iter().any(|n| n == "signal"));
         assert!(c.unenforced.iter().any(|n| n == "ioctl_dev"));
         assert!(
-            !c.unenforced.iter().any(|n| n == "connect_tcp"),
-            "not asked for"
+            c.unenforced.iter().any(|n| n == "connect_tcp"),
+            "always asked for: egress is closed by default"
         );
         let c = coverage(&policy(true), 12);
         assert!(c.fully_enforced(), "{:?}", c.unenforced);

@@ -391,6 +391,12 @@ pub fn number(name: &str) -> Option<i64> {
     TABLE.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
 }
 
+/// Every (name, number) we know.
+#[cfg(test)]
+pub fn all() -> &'static [(&'static str, i64)] {
+    TABLE
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

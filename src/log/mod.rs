@@ -3,11 +3,15 @@
 //! Every line carries `ts`, `level`, a stable `event` name, `msg`, and the event's own
 //! fields. Events are emitted with `tracing` macros, e.g.
 //! `info!(event = "hook.start", path = %p, "running boot hook")`. Each line is written with
-//! a single `write(2)` so it never interleaves with the child's output on the same stream.
+//! a single `write(2)` so it never interleaves with the child's output on the same stream;
+//! [`sink`] decides how, so that the supervisor never blocks on a reader.
+
+mod sink;
+
+pub use sink::{flush, pending_fd, shutdown, QUEUE_MAX};
 
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
@@ -56,12 +60,43 @@ impl LogLevel {
     }
 }
 
-/// Installs the global subscriber. Call once, early in `main`.
+/// Installs the global subscriber with blocking writes to stderr: for the command-line
+/// tools (`sandboxctl`, `supervisor check`), which wait for their terminal like any other.
 pub fn init(format: Format, level: LogLevel) {
+    sink::init_plain(format);
+    install(format, level);
+}
+
+/// Installs the global subscriber for the supervisor's event loop: stderr is written without
+/// ever blocking (see [`sink`]); the loop polls [`pending_fd`] and calls [`flush`]. Call once,
+/// early in `main`, and [`shutdown`] before exiting.
+pub fn init_nonblocking(format: Format, level: LogLevel) {
+    let fallback = sink::init_nonblocking(format);
+    install(format, level);
+    if let Some(why) = fallback {
+        tracing::warn!(event = "log.fallback", error = %why,
+            "stderr is written by a helper thread, so a stalled log reader cannot block the supervisor");
+    }
+}
+
+fn install(format: Format, level: LogLevel) {
     let _ = tracing::subscriber::set_global_default(LineSubscriber {
         format,
         max: level.filter(),
     });
+}
+
+/// The `log.dropped` line, rendered by the sink itself (it cannot log through tracing while
+/// it holds its own lock).
+fn dropped_line(format: Format, count: u64) -> Vec<u8> {
+    let f = Fields {
+        event: Some("log.dropped".into()),
+        msg: Some("log lines were dropped while stderr was not being read".into()),
+        rest: vec![("count".into(), count.into())],
+    };
+    let mut line = render(format, "warn", "log", f);
+    line.push('\n');
+    line.into_bytes()
 }
 
 /// The whole subscriber: a level filter and one line per event. No spans are used, so
@@ -95,7 +130,7 @@ impl Subscriber for LineSubscriber {
         let meta = event.metadata();
         let mut line = render(self.format, level_str(meta.level()), meta.target(), f);
         line.push('\n');
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        sink::push(line.into_bytes());
     }
 
     fn enter(&self, _: &Id) {}

@@ -271,6 +271,8 @@ mod tests {
                 pid: 1,
                 started_at: rfc3339(at(sup_started)),
                 version: "0.1.0".into(),
+                boot_id: None,
+                start_ticks: None,
             },
             child: None,
             restarts: 0,
@@ -282,6 +284,7 @@ mod tests {
                 signal: None,
                 duration_ms: None,
             },
+            egress: None,
         }
     }
 

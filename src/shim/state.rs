@@ -15,16 +15,17 @@
 //!
 //! `status/` is written from inside the sandbox, so everything in it is hostile: status.json
 //! is read without following links, without opening anything but a regular file, and to at
-//! most `status::MAX_FILE_BYTES` ([`SandboxDir::read_status`]).
+//! most `status::MAX_BYTES` ([`SandboxDir::read_status`]).
 
 use super::backend::{BackendKind, Intent, IntentRecord, Record, Sandbox};
 use super::error::CtlError;
 use super::lock::{self, HostLock};
 use super::names::Name;
-use crate::contract::status::{write_file_atomic, FILE_NAME, MAX_FILE_BYTES};
+#[cfg(test)]
+use crate::contract::status::FILE_NAME;
+use crate::contract::status::{write_file_atomic, NoStatus};
 use crate::contract::time::now_rfc3339;
 use crate::contract::{CtlExit, Status};
-use crate::safe_fs::{read_regular_at, ReadError};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
@@ -182,13 +183,10 @@ impl SandboxDir {
     /// status" for this sandbox only. Whether a status describes the current run is for
     /// `phase::status_is_current` to decide.
     pub fn read_status(&self) -> StatusRead {
-        match read_regular_at(&self.status_dir(), FILE_NAME, MAX_FILE_BYTES) {
-            Ok(body) => match Status::parse(&body) {
-                Ok(s) => StatusRead::Found(Box::new(s)),
-                Err(e) => StatusRead::Refused(e),
-            },
-            Err(ReadError::Missing) => StatusRead::Absent,
-            Err(e) => StatusRead::Refused(format!("it {e}")),
+        match Status::read(&self.status_dir()) {
+            Ok(s) => StatusRead::Found(Box::new(s)),
+            Err(NoStatus::Missing) => StatusRead::Absent,
+            Err(NoStatus::Unusable(why)) => StatusRead::Refused(format!("it {why}")),
         }
     }
 

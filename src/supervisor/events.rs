@@ -146,15 +146,24 @@ impl Events {
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut pfds = Vec::with_capacity(fds.len() + 1);
+        let mut pfds = Vec::with_capacity(fds.len() + 2);
         pfds.push(PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN));
         pfds.extend(fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        // Log lines a slow reader has not taken yet: written as stderr accepts them, never
+        // by blocking (see crate::log).
+        let log_fd = crate::log::pending_fd();
+        if let Some(fd) = log_fd {
+            pfds.push(PollFd::new(fd, PollFlags::POLLOUT));
+        }
         match poll(&mut pfds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
         let mut batch = Batch::default();
         let ready = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
+        if log_fd.is_some() && pfds.pop().as_ref().is_some_and(ready) {
+            crate::log::flush();
+        }
         for (i, p) in pfds.iter().enumerate().skip(1) {
             if ready(p) {
                 batch.readable.push(i - 1);

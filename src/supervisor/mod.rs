@@ -2,6 +2,7 @@
 
 pub mod child;
 pub mod cli;
+mod egress;
 mod env;
 mod events;
 pub mod hook;
@@ -18,8 +19,18 @@ use crate::contract::{ExitCode, Phase, Reason};
 use cli::Cli;
 use tracing::{error, info, warn};
 
+/// How long queued log lines may hold up the exit when stderr's reader is slow.
+const EXIT_LOG_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Entry point of the `supervisor` binary; returns the process exit code.
 pub fn main() -> i32 {
+    // The egress proxy: the same binary in a hidden mode, started by the supervisor itself.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == crate::egress::process::MODE)
+    {
+        return crate::egress::process::main();
+    }
     let cli = match cli::parse_env() {
         Ok(c) => c,
         Err(code) => return code,
@@ -30,12 +41,16 @@ pub fn main() -> i32 {
             crate::log::init(args.log.log_format, args.log.log_level);
             crate::enforce::check_command(&args.policy)
         }
-        Cli::Run(args) => supervise(args),
+        Cli::Run(args) => {
+            let code = supervise(args);
+            crate::log::shutdown(EXIT_LOG_FLUSH);
+            code
+        }
     }
 }
 
 fn supervise(mut args: cli::RunArgs) -> i32 {
-    crate::log::init(args.log.log_format, args.log.log_level);
+    crate::log::init_nonblocking(args.log.log_format, args.log.log_level);
     let pid = std::process::id();
     info!(event = "supervisor.start", version = env!("CARGO_PKG_VERSION"), pid, command = ?args.command, "supervisor starting");
 
@@ -128,6 +143,25 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
     if let Err(code) = seed::at_boot(&args, &mut report) {
         return code;
     }
+    // The egress proxy's listener is bound first: its port goes into the child's Landlock
+    // rules, and it stays ours across proxy restarts.
+    let egress_listener = if args.no_policy {
+        None
+    } else {
+        match egress::bind() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let msg = format!("cannot bind the egress proxy's loopback listener: {e}");
+                error!(event = "egress.failed", error = %msg, "egress cannot be provided");
+                report.phase(Phase::Failed, Some(Reason::EgressFailed), Some(msg));
+                return ExitCode::EgressFailed.code();
+            }
+        }
+    };
+    let proxy_port = egress_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port());
     // The policy is read and compiled before anything runs: a bad policy fails closed.
     let sandbox = if args.no_policy {
         warn!(
@@ -139,14 +173,15 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         // Paths the hook is about to create are not "missing" yet: report them only once
         // the sandbox is rebuilt after the hook (see `run`).
         let hook_will_run = !args.no_hook && args.hook.exists();
-        match prepare_sandbox(&args, &cwd) {
-            Ok(s) => {
-                s.log_summary();
-                if !hook_will_run {
-                    s.log_missing_paths();
-                }
-                Some(s)
+        let prepared = prepare_sandbox(&args, &cwd, proxy_port).and_then(|s| {
+            s.log_summary();
+            if !hook_will_run {
+                s.check_missing_paths().map_err(|e| refused(&args, e))?;
             }
+            Ok(s)
+        });
+        match prepared {
+            Ok(s) => Some(s),
             Err(e) => {
                 report.phase(Phase::Failed, Some(e.reason), Some(e.message));
                 info!(
@@ -159,7 +194,10 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
             }
         }
     };
-    run::Supervisor::new(args, events, spawner, report, cwd, sandbox).run()
+    // No egress allowed: no proxy; the child's TCP connects are all refused by Landlock.
+    let egress_listener =
+        egress_listener.filter(|_| sandbox.as_ref().is_some_and(|s| s.egress().is_some()));
+    run::Supervisor::new(args, events, spawner, report, cwd, sandbox, egress_listener).run()
 }
 
 /// Why the sandbox could not be prepared, already logged.
@@ -173,13 +211,23 @@ pub(crate) struct PrepareError {
 pub(crate) fn prepare_sandbox(
     args: &cli::RunArgs,
     cwd: &std::path::Path,
+    proxy_port: u16,
 ) -> Result<crate::enforce::Sandbox, PrepareError> {
-    crate::enforce::Sandbox::prepare(&args.policy, cwd).map_err(|e| {
+    crate::enforce::Sandbox::prepare_egress(&args.policy, cwd, proxy_port)
+        .map_err(|e| refused(args, e))
+}
+
+/// Logs a refused policy with its event and says how the supervisor exits.
+pub(crate) fn refused(args: &cli::RunArgs, e: crate::enforce::PolicyError) -> PrepareError {
+    {
         // A wrong policy is a config error; a kernel that cannot enforce a valid one
         // (hard_requirement) is an enforcement failure.
         let (event, reason, code) = match e.kind {
             crate::enforce::ErrorKind::Invalid => {
                 ("policy.invalid", Reason::ConfigInvalid, ExitCode::Config)
+            }
+            crate::enforce::ErrorKind::Untrusted => {
+                ("policy.untrusted", Reason::ConfigInvalid, ExitCode::Config)
             }
             crate::enforce::ErrorKind::Unenforceable => (
                 "enforce.unsupported",
@@ -194,5 +242,5 @@ pub(crate) fn prepare_sandbox(
             message: e.to_string(),
             code: code.code(),
         }
-    })
+    }
 }

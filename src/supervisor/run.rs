@@ -4,6 +4,7 @@
 
 use super::child;
 use super::cli::RunArgs;
+use super::egress::Egress;
 use super::env;
 use super::events::Events;
 use super::hook::{self, Found, Lines};
@@ -52,15 +53,16 @@ pub struct Supervisor {
     watched_exit: Option<WaitStatus>,
     /// Where forwarded signals go: the hook's or the child's process group.
     forward_to: Option<Pid>,
-    /// The supervisor's own long-lived helper processes (none yet; e.g. an egress proxy):
-    /// the sweep for leftovers after the hook and after each generation spares them and
-    /// what runs below them.
-    helpers: Vec<Pid>,
+    /// The egress proxy's listener until the proxy is started, then the proxy.
+    egress_listener: Option<std::net::TcpListener>,
+    egress: Option<Egress>,
 }
 
 enum ChildEnd {
     Exited(WaitStatus, Duration),
     StopRequested,
+    /// The egress proxy cannot be kept running.
+    EgressFailed(String),
 }
 
 impl Supervisor {
@@ -71,6 +73,7 @@ impl Supervisor {
         report: Reporter,
         cwd: PathBuf,
         sandbox: Option<Sandbox>,
+        egress_listener: Option<std::net::TcpListener>,
     ) -> Supervisor {
         let restarts = Restarts::new(RestartConfig {
             policy: args.restart,
@@ -94,7 +97,8 @@ impl Supervisor {
             watched: None,
             watched_exit: None,
             forward_to: None,
-            helpers: Vec::new(),
+            egress_listener,
+            egress: None,
         }
     }
 
@@ -106,9 +110,15 @@ impl Supervisor {
         if let Err(code) = self.rebuild_sandbox_after_hook() {
             return code;
         }
+        if let Err(code) = self.start_egress() {
+            return code;
+        }
         loop {
             if self.stop.is_some() {
                 return self.finish_stopped();
+            }
+            if let Some(msg) = self.egress.as_mut().and_then(|e| e.fatal.take()) {
+                return self.fail(Reason::EgressFailed, msg, ExitCode::EgressFailed.code());
             }
             let (pid, started) = match self.spawn_child() {
                 Ok(v) => v,
@@ -116,6 +126,9 @@ impl Supervisor {
             };
             match self.supervise(pid, started) {
                 ChildEnd::StopRequested => return self.stop_child(pid),
+                ChildEnd::EgressFailed(msg) => {
+                    return self.fail(Reason::EgressFailed, msg, ExitCode::EgressFailed.code())
+                }
                 ChildEnd::Exited(status, uptime) => {
                     self.forward_to = None;
                     self.drain_leftovers(pid, "child");
@@ -161,7 +174,18 @@ impl Supervisor {
         deadline: Option<Instant>,
         fds: &[std::os::fd::BorrowedFd<'_>],
     ) -> Vec<usize> {
-        let batch = match self.events.wait(deadline, fds) {
+        let egress_fd = self.egress.as_ref().and_then(|e| e.poll_fd());
+        let mut all = fds.to_vec();
+        all.extend(egress_fd);
+        let egress_at = self.egress.as_ref().and_then(|e| e.deadline());
+        let deadline = match (deadline, egress_at) {
+            (Some(d), Some(e)) => Some(d.min(e)),
+            (d, e) => d.or(e),
+        };
+        // A failed status write is retried on time even while nothing else happens.
+        let batch = self.events.wait(self.report.deadline(deadline), &all);
+        drop(all);
+        let batch = match batch {
             Ok(b) => b,
             Err(e) => {
                 // poll/signalfd failing is not something we can wait out; avoid a hot loop.
@@ -170,9 +194,12 @@ impl Supervisor {
                 return Vec::new();
             }
         };
+        let mut egress_changed = false;
         for (pid, status) in batch.exited {
             if Some(pid) == self.watched {
                 self.watched_exit = Some(status);
+            } else if self.egress.as_mut().is_some_and(|e| e.on_exit(pid, status)) {
+                egress_changed = true;
             } else {
                 debug!(event = "reap.orphan", pid = pid.as_raw(), status = %describe(status), "reaped");
             }
@@ -218,7 +245,20 @@ impl Supervisor {
                 ),
             }
         }
-        batch.readable
+        let mut readable = batch.readable;
+        if let Some(e) = &mut self.egress {
+            if readable.contains(&fds.len()) {
+                egress_changed |= e.on_readable();
+            }
+            egress_changed |= e.tick(Instant::now());
+        }
+        readable.retain(|i| *i < fds.len());
+        self.report.retry_if_due();
+        if egress_changed {
+            self.report.status.egress = self.egress.as_ref().map(|e| e.info.clone());
+            self.report.write();
+        }
+        readable
     }
 
     /// Waits until `pid` has exited and its process group is empty, or `deadline`.
@@ -243,7 +283,7 @@ impl Supervisor {
     /// leftover of the hook would run as root beside the child, and a generation's would
     /// pile up across restarts.
     fn drain_leftovers(&mut self, pgid: Pid, what: &str) {
-        let left = tree::descendants_except(&self.helpers);
+        let left = tree::descendants_except(&self.helper_pids());
         if left.is_empty() && !child::group_alive(pgid) {
             return;
         }
@@ -270,10 +310,16 @@ impl Supervisor {
         if !self.wait_leftovers_gone(pgid, after(KILL_WAIT), Some(Signal::SIGKILL)) {
             warn!(
                 event = "stop.leftovers",
-                count = tree::descendants_except(&self.helpers).len(),
+                count = tree::descendants_except(&self.helper_pids()).len(),
                 "descendants survived SIGKILL (uninterruptible sleep?)"
             );
         }
+    }
+
+    /// The supervisor's own long-lived helpers (the egress proxy): the sweep for leftovers
+    /// after the hook and after each generation spares them and what runs below them.
+    fn helper_pids(&self) -> Vec<Pid> {
+        self.egress.iter().filter_map(Egress::pid).collect()
     }
 
     /// Waits until the group is empty and no descendant is left (all reaped), or
@@ -281,7 +327,7 @@ impl Supervisor {
     /// on each round, so processes forked meanwhile are caught too.
     fn wait_leftovers_gone(&mut self, pgid: Pid, deadline: Instant, kill: Option<Signal>) -> bool {
         loop {
-            let left = tree::descendants_except(&self.helpers);
+            let left = tree::descendants_except(&self.helper_pids());
             if left.is_empty() && !child::group_alive(pgid) {
                 return true;
             }
@@ -470,13 +516,66 @@ impl Supervisor {
         if self.sandbox.is_none() || self.report.status.hook.result != HookResult::Succeeded {
             return Ok(());
         }
-        match super::prepare_sandbox(&self.args, &self.cwd) {
+        let port = self
+            .egress_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(0, |a| a.port());
+        let prepared = super::prepare_sandbox(&self.args, &self.cwd, port).and_then(|s| {
+            s.check_missing_paths()
+                .map_err(|e| super::refused(&self.args, e))?;
+            Ok(s)
+        });
+        match prepared {
             Ok(s) => {
-                s.log_missing_paths();
                 self.sandbox = Some(Arc::new(s));
                 Ok(())
             }
             Err(e) => Err(self.fail(e.reason, e.message, e.code)),
+        }
+    }
+
+    // ----- egress proxy --------------------------------------------------------------
+
+    /// Starts the egress proxy before the first child and waits (through the event loop)
+    /// until it serves. A proxy that cannot be started fails the supervisor (exit 87).
+    fn start_egress(&mut self) -> Result<(), i32> {
+        let Some(listener) = self.egress_listener.take() else {
+            return Ok(());
+        };
+        let Some(plan) = self.sandbox.as_ref().and_then(|s| s.egress().cloned()) else {
+            return Ok(());
+        };
+        let started =
+            Egress::new(listener, &plan, &self.args.log).and_then(|mut e| e.start().map(|()| e));
+        let egress = match started {
+            Ok(e) => e,
+            Err(msg) => {
+                error!(event = "egress.failed", error = %msg, "egress cannot be provided");
+                return Err(self.fail(Reason::EgressFailed, msg, ExitCode::EgressFailed.code()));
+            }
+        };
+        self.report.status.egress = Some(egress.info.clone());
+        self.egress = Some(egress);
+        loop {
+            if self.stop.is_some() {
+                return Err(self.finish_stopped());
+            }
+            let Some(e) = &self.egress else { return Ok(()) };
+            if e.is_up() {
+                return Ok(());
+            }
+            // The first start gets no second chance: a proxy that cannot start now will
+            // not start later either, and the child must not run without its egress.
+            if e.info.last_exit.is_some() {
+                let msg = format!(
+                    "the egress proxy exited before it was ready ({:?}); see its egress.* events in the log",
+                    e.info.last_exit
+                );
+                error!(event = "egress.failed", error = %msg, "egress cannot be provided");
+                return Err(self.fail(Reason::EgressFailed, msg, ExitCode::EgressFailed.code()));
+            }
+            self.wait(None, &[]);
         }
     }
 
@@ -575,12 +674,21 @@ impl Supervisor {
             if self.stop.is_some() {
                 return ChildEnd::StopRequested;
             }
+            if let Some(msg) = self.egress.as_mut().and_then(|e| e.fatal.take()) {
+                return ChildEnd::EgressFailed(msg);
+            }
+            // Ready needs the egress proxy up: without it the child has no network.
+            let egress_up = self.egress.as_ref().is_none_or(|e| e.is_up());
+            if self.report.status.phase == Phase::Ready && !egress_up {
+                let msg = "the egress proxy is down and being restarted".to_owned();
+                self.report.phase(Phase::Starting, None, Some(msg));
+            }
             let starting = self.report.status.phase == Phase::Starting;
-            if starting && Instant::now() >= ready_at {
+            if starting && egress_up && Instant::now() >= ready_at {
                 self.report.phase(Phase::Ready, None, None);
                 continue;
             }
-            self.wait(starting.then_some(ready_at), &[]);
+            self.wait((starting && egress_up).then_some(ready_at), &[]);
         }
     }
 
@@ -668,6 +776,10 @@ impl Supervisor {
     /// Descendants outside the child's group (daemons that called setsid) would otherwise
     /// outlive us, or as PID 1 be killed unreaped by the kernel.
     fn reap_descendants(&mut self) {
+        if let Some(e) = &mut self.egress {
+            e.shutdown();
+            self.report.status.egress = Some(e.info.clone());
+        }
         let deadline = after(KILL_WAIT);
         loop {
             let left = tree::descendants();

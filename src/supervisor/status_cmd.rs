@@ -8,19 +8,22 @@ pub const NOT_READY: i32 = 1;
 pub const NO_STATUS: i32 = 3;
 
 pub fn run(args: &StatusArgs) -> i32 {
+    // Read without following a link, blocking on a FIFO or reading a huge file; a torn,
+    // empty or garbage document is "no status", like a missing one.
     let status = match Status::read(&args.status_dir) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
-                "supervisor status: cannot read {}: {e}",
+                "supervisor status: no status: {} {e}",
                 crate::contract::status::path_in(&args.status_dir).display()
             );
             return NO_STATUS;
         }
     };
-    // A status left behind by a dead supervisor (a killed container with a persistent
-    // status dir) must not pass a readiness probe.
-    let alive = supervisor_alive(status.supervisor.pid);
+    // Only the supervisor that wrote the document can vouch for it: the pid alone proves
+    // nothing (in a container it is always 1, whoever runs now), so its start time and the
+    // boot id must match too. A killed supervisor's Ready never passes the probe.
+    let current = status.supervisor.is_running();
     if args.json {
         println!(
             "{}",
@@ -34,26 +37,16 @@ pub fn run(args: &StatusArgs) -> i32 {
         if let Some(m) = &status.message {
             line.push_str(&format!(": {m}"));
         }
-        if !alive && !status.phase.is_terminal() {
+        if !current && !status.phase.is_terminal() {
             line.push_str(&format!(
-                " [stale: supervisor pid {} is not running]",
+                " [stale: the supervisor that wrote it (pid {}) is not running]",
                 status.supervisor.pid
             ));
         }
         println!("{line}");
     }
-    if args.ready && !(status.phase == Phase::Ready && alive) {
+    if args.ready && !(status.phase == Phase::Ready && current) {
         return NOT_READY;
     }
     0
-}
-
-fn supervisor_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    !matches!(
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
 }

@@ -6,9 +6,14 @@
 //! `ids`, `status`, `fds`, `kill-parent`, `tcp-bind:PORT`, `tcp-connect:PORT`,
 //! `abstract-connect:NAME`, `syscalls` (the whole battery), `crash-once:MARKER` (exit 3
 //! the first time, creating MARKER; carry on when it exists), `parent-status`,
-//! `sleep:MS`, `bench:N` (ns per syscall, for measurements only), `catch:FILE` (handle every
+//! `sleep:MS`, `catch:FILE` (handle every
 //! catchable signal, append each one's number to FILE, exit 0 on SIGTERM; never returns),
-//! `environ` (the process's environment as /proc/self/environ shows it).
+//! `environ` (the process's environment as /proc/self/environ shows it), `plant:PATH=TARGET`
+//! (replaces PATH, a file or a whole tree, by a symlink to TARGET: what a hostile workload
+//! does to a policy path inside its workspace between two runs); for measurements only:
+//! `bench:N` (ns per syscall), `seccomp:SRC` (enter a seccomp program: `ours`, the
+//! supervisor's default one, or a file of raw `struct sock_filter`), `seccomp-load:SRC:N`
+//! (its load time, in N forked children).
 
 use std::ffi::CString;
 use std::io::Write;
@@ -79,6 +84,11 @@ fn main() {
                 val.parse().expect("milliseconds"),
             )),
             "bench" => bench(val.parse().expect("iterations")),
+            "seccomp" => seccomp(val),
+            "seccomp-load" => {
+                let (src, n) = val.rsplit_once(':').expect("seccomp-load:SRC:N");
+                seccomp_load(src, n.parse().expect("runs"));
+            }
             "fds" => fds(),
             "env" => println!(
                 "{{\"op\":\"env\",\"name\":\"{val}\",\"value\":\"{}\"}}",
@@ -93,6 +103,7 @@ fn main() {
             "tcp-connect" => line("tcp-connect", tcp(val, false)),
             "abstract-connect" => line("abstract-connect", abstract_connect(val)),
             "syscalls" => syscalls(),
+            "plant" => line("plant", plant(val)),
             "crash-once" => {
                 if std::fs::metadata(val).is_err() {
                     let created = std::fs::write(val, b"1").is_ok();
@@ -183,6 +194,20 @@ fn environ() {
         .map(|v| format!("{:?}", String::from_utf8_lossy(v)))
         .collect();
     println!("{{\"op\":\"environ\",\"vars\":[{}]}}", vars.join(","));
+}
+
+fn plant(spec: &str) -> i32 {
+    let (path, target) = spec.split_once('=').expect("plant:PATH=TARGET");
+    let gone = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+    let r = gone.and_then(|()| std::os::unix::fs::symlink(target, path));
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
 }
 
 fn read(path: &str) -> i32 {
@@ -282,7 +307,9 @@ fn status(op: &str, pid: &str) {
 }
 
 /// Cost of syscalls under the filter: one the kernel's seccomp cache allows without
-/// running the program (getppid), and ioctl, which the program must inspect.
+/// running the program (getppid), ioctl, which the program must inspect, and one it denies
+/// (bpf, denied by ours and by Docker's default profile; without a filter the kernel
+/// refuses the unknown command at once).
 fn bench(n: u32) {
     let mut pipe = [0i32; 2];
     let mut avail = 0i32;
@@ -301,8 +328,113 @@ fn bench(n: u32) {
     let ioctl = time(&|| unsafe {
         libc::ioctl(pipe[0], libc::FIONREAD, &avail as *const i32 as *mut i32);
     });
+    // An unknown command with no attribute: EINVAL (or EPERM) unfiltered.
+    let denied = time(&|| unsafe {
+        libc::syscall(libc::SYS_bpf, 0xffff, 0usize, 0);
+    });
+    // SAFETY: the same call once more, for its errno.
+    let denied_errno = e(unsafe { libc::syscall(libc::SYS_bpf, 0xffff, 0usize, 0) });
     let _ = &mut avail;
-    println!("{{\"op\":\"bench\",\"n\":{n},\"getppid_ns\":{getppid:.1},\"ioctl_ns\":{ioctl:.1}}}");
+    println!(
+        "{{\"op\":\"bench\",\"n\":{n},\"getppid_ns\":{getppid:.1},\"ioctl_ns\":{ioctl:.1},\"denied_ns\":{denied:.1},\"denied_errno\":{denied_errno}}}"
+    );
+}
+
+/// The program named by `src`: `ours` (the supervisor's default), or a file of raw
+/// `struct sock_filter` (8 bytes each, native byte order).
+fn seccomp_program(src: &str) -> Vec<libc::sock_filter> {
+    let bytes = if src == "ours" {
+        openshell_supervisor::enforce::seccomp_program(&[], &[]).expect("default program")
+    } else {
+        std::fs::read(src).unwrap_or_else(|e| panic!("cannot read {src}: {e}"))
+    };
+    assert!(
+        !bytes.is_empty() && bytes.len() % 8 == 0,
+        "{src}: not a sock_filter array"
+    );
+    bytes
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect()
+}
+
+/// no_new_privs, then one seccomp(2) call, as the supervisor's child makes it; returns
+/// (ns the call took, errno).
+fn enter(prog: &[libc::sock_filter]) -> (u64, i32) {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl and seccomp read only the live program above.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return (0, errno());
+        }
+        let t = std::time::Instant::now();
+        let r = libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        );
+        (t.elapsed().as_nanos() as u64, e(r))
+    }
+}
+
+fn seccomp(src: &str) {
+    let prog = seccomp_program(src);
+    let (ns, err) = enter(&prog);
+    println!(
+        "{{\"op\":\"seccomp\",\"source\":\"{src}\",\"instructions\":{},\"load_ns\":{ns},\"errno\":{err}}}",
+        prog.len()
+    );
+    if err != 0 {
+        std::process::exit(1);
+    }
+}
+
+/// Load time of `src` in `n` fresh children (a filter cannot be removed once entered).
+fn seccomp_load(src: &str, n: usize) {
+    let prog = seccomp_program(src);
+    let mut ns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut fds = [0i32; 2];
+        let _ = std::io::stdout().flush();
+        // SAFETY: the probe is single-threaded; the child makes only raw syscalls on
+        // memory prepared before the fork, then _exits.
+        unsafe {
+            assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            match libc::fork() {
+                0 => {
+                    let (t, err) = enter(&prog);
+                    let v: i64 = if err == 0 { t as i64 } else { -i64::from(err) };
+                    libc::write(fds[1], (&v as *const i64).cast(), 8);
+                    libc::_exit(0);
+                }
+                pid => {
+                    libc::close(fds[1]);
+                    let mut v = 0i64;
+                    libc::read(fds[0], (&mut v as *mut i64).cast(), 8);
+                    libc::close(fds[0]);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                    assert!(v > 0, "seccomp failed in the child: errno {}", -v);
+                    ns.push(v as u64);
+                }
+            }
+        }
+    }
+    ns.sort_unstable();
+    let median = ns[ns.len() / 2];
+    println!(
+        "{{\"op\":\"seccomp-load\",\"source\":\"{src}\",\"instructions\":{},\"runs\":{n},\"median_ns\":{median},\"min_ns\":{}}}",
+        prog.len(),
+        ns[0]
+    );
 }
 
 /// Every open fd above 2, found with F_GETFD (listing /proc/self/fd may be refused to a

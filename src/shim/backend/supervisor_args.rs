@@ -2,7 +2,6 @@
 //! command line the sandbox will run it with, by the supervisor's own parser: one source of
 //! truth for its flags.
 
-use std::ffi::OsString;
 use std::time::Duration;
 
 /// What sandboxctl needs to know about the image's supervisor, read from its ENTRYPOINT
@@ -29,8 +28,8 @@ impl SupervisorSettings {
         // The agent command follows `--`; any word stands in for it here.
         let argv = ep[1..]
             .iter()
-            .map(OsString::from)
-            .chain([OsString::from("agent")]);
+            .map(std::ffi::OsString::from)
+            .chain([std::ffi::OsString::from("agent")]);
         let run = match crate::supervisor::cli::parse(argv.collect()) {
             Ok(crate::supervisor::cli::Cli::Run(run)) => run,
             Ok(_) => {
