@@ -7,6 +7,11 @@
 # Env:   SUPERVISOR_BIN  the static supervisor to ship (default: cargo build --release, then
 #                        target/x86_64-unknown-linux-gnu/release/supervisor)
 #        BUSYBOX_BIN     a static busybox (default: /bin/busybox from Debian's busybox-static)
+#        OCI_ARCHIVE     where the image is also written as an archive for clusters without a
+#                        registry (default: target/images/openshell-sandbox.<engine>.tar; empty:
+#                        none). podman writes an OCI archive (`podman save --format
+#                        oci-archive`), docker a docker archive (`docker save`); kind, k3s and
+#                        containerd's `ctr images import` load either (README "## Kubernetes").
 #
 # The rootfs is assembled in a staging directory with exact owners and modes and packed into
 # rootfs.tar, which the Containerfile ADDs (ADD keeps owners and modes; COPY would not).
@@ -129,4 +134,15 @@ case "$engine" in
 podman) podman build --quiet --format docker -f "$work/Containerfile" -t "$tag" "$work" ;;
 docker) docker build --quiet -f "$work/Containerfile" -t "$tag" "$work" ;;
 esac
+
+archive="${OCI_ARCHIVE-$repo/target/images/openshell-sandbox.$engine.tar}"
+if [[ -n "$archive" ]]; then
+    mkdir -p "$(dirname "$archive")"
+    rm -f "$archive"
+    case "$engine" in
+    podman) podman save --quiet --format oci-archive -o "$archive" "$tag" ;;
+    docker) docker save -o "$archive" "$tag" ;;
+    esac
+    echo "wrote $archive" >&2
+fi
 echo "$tag"

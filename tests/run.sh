@@ -37,6 +37,13 @@ if ! command -v qemu-img >/dev/null; then
     apt-get install -y -qq --no-install-recommends qemu-utils >/dev/null
 fi
 
+log "kubernetes-validate"
+# tests/kube_manifests.rs validates every rendered Kubernetes object offline against the
+# bundled schemas of several Kubernetes versions (no cluster can run here).
+if ! kubernetes-validate --version 2>/dev/null | grep -qx '1.37.0'; then
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
+
 log "container engines"
 # podman on these machines needs runc and explicit rlimits (no CAP_SYS_RESOURCE): a drop-in
 # that adds to the configuration chain (CONTAINERS_CONF would replace it).

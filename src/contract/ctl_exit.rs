@@ -27,6 +27,9 @@ pub enum CtlExit {
     /// Another sandboxctl holds the sandbox's lock (it is stopping, starting or deleting
     /// it) and did not let go within `--lock-timeout`; the message names the holder.
     Busy,
+    /// The backend cannot be reached or used at all: no kubeconfig, an unknown context, the
+    /// API server does not answer, its credentials are refused.
+    BackendUnavailable,
     /// `--wait` gave up before the sandbox was Ready.
     Timeout,
     /// The sandbox ended up Failed, Error, Stopped or Missing instead of Ready.
@@ -34,7 +37,7 @@ pub enum CtlExit {
 }
 
 impl CtlExit {
-    pub const ALL: [CtlExit; 12] = [
+    pub const ALL: [CtlExit; 13] = [
         CtlExit::Ok,
         CtlExit::Usage,
         CtlExit::BadName,
@@ -45,6 +48,7 @@ impl CtlExit {
         CtlExit::EngineError,
         CtlExit::Internal,
         CtlExit::Busy,
+        CtlExit::BackendUnavailable,
         CtlExit::Timeout,
         CtlExit::SandboxFailed,
     ];
@@ -61,6 +65,7 @@ impl CtlExit {
             CtlExit::EngineError => 70,
             CtlExit::Internal => 71,
             CtlExit::Busy => 72,
+            CtlExit::BackendUnavailable => 73,
             CtlExit::Timeout => 75,
             CtlExit::SandboxFailed => 76,
         }
@@ -78,6 +83,7 @@ impl CtlExit {
             CtlExit::EngineError => "engine_error",
             CtlExit::Internal => "internal",
             CtlExit::Busy => "busy",
+            CtlExit::BackendUnavailable => "backend_unavailable",
             CtlExit::Timeout => "timeout",
             CtlExit::SandboxFailed => "sandbox_failed",
         }

@@ -25,12 +25,12 @@ pub enum ExitCode {
     Enforcement,
     /// The child crash-looped past `--max-restarts`.
     CrashLoop,
-    /// The egress proxy could not be started (or kept failing to start).
-    EgressFailed,
     /// The seed tree could not be copied into the workspace.
     SeedFailed,
     /// `--init`: the VM could not be set up (mounts, modules, disks, host settings).
     InitFailed,
+    /// The egress proxy could not be started (or kept failing to start).
+    EgressFailed,
     /// The child command exists but cannot be executed.
     NotExecutable,
     /// The child command was not found.
@@ -48,9 +48,9 @@ impl ExitCode {
         ExitCode::HookUntrusted,
         ExitCode::Enforcement,
         ExitCode::CrashLoop,
-        ExitCode::EgressFailed,
         ExitCode::SeedFailed,
         ExitCode::InitFailed,
+        ExitCode::EgressFailed,
         ExitCode::NotExecutable,
         ExitCode::NotFound,
     ];
@@ -66,9 +66,9 @@ impl ExitCode {
             ExitCode::HookUntrusted => 82,
             ExitCode::Enforcement => 83,
             ExitCode::CrashLoop => 84,
-            ExitCode::EgressFailed => 87,
             ExitCode::SeedFailed => 85,
             ExitCode::InitFailed => 86,
+            ExitCode::EgressFailed => 87,
             ExitCode::NotExecutable => 126,
             ExitCode::NotFound => 127,
         }
@@ -85,9 +85,9 @@ impl ExitCode {
             ExitCode::HookUntrusted => "hook_untrusted",
             ExitCode::Enforcement => "enforcement",
             ExitCode::CrashLoop => "crash_loop",
-            ExitCode::EgressFailed => "egress_failed",
             ExitCode::SeedFailed => "seed_failed",
             ExitCode::InitFailed => "init_failed",
+            ExitCode::EgressFailed => "egress_failed",
             ExitCode::NotExecutable => "not_executable",
             ExitCode::NotFound => "not_found",
         }
@@ -105,9 +105,9 @@ impl ExitCode {
             ExitCode::HookUntrusted => "boot hook failed the trust check",
             ExitCode::Enforcement => "the sandbox could not be applied to the child",
             ExitCode::CrashLoop => "more than --max-restarts restarts within --restart-window",
-            ExitCode::EgressFailed => "the egress proxy could not be started",
             ExitCode::SeedFailed => "the seed tree could not be copied into the workspace",
             ExitCode::InitFailed => "--init: the VM could not be set up (mounts, modules, disks)",
+            ExitCode::EgressFailed => "the egress proxy could not be started",
             ExitCode::NotExecutable => "the command cannot be executed",
             ExitCode::NotFound => "the command was not found",
         }

@@ -8,6 +8,7 @@ pub mod exit;
 pub mod phase;
 pub mod sandbox;
 pub mod status;
+pub mod termination;
 pub mod time;
 pub mod vm;
 

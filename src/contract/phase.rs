@@ -83,13 +83,13 @@ pub enum Reason {
     ConfigInvalid,
     /// The supervisor itself hit an operating-system error it cannot recover from.
     Internal,
-    /// The egress proxy could not be started, or failed every restart.
-    EgressFailed,
     /// The seed tree could not be copied into the workspace.
     SeedFailed,
     /// `--init`: mounting, loading modules, finding the disks or reading the host's
     /// settings of the VM failed.
     InitFailed,
+    /// The egress proxy could not be started, or failed every restart.
+    EgressFailed,
 }
 
 impl Reason {
@@ -104,9 +104,9 @@ impl Reason {
             Reason::ChildFailed => "child_failed",
             Reason::ConfigInvalid => "config_invalid",
             Reason::Internal => "internal",
-            Reason::EgressFailed => "egress_failed",
             Reason::SeedFailed => "seed_failed",
             Reason::InitFailed => "init_failed",
+            Reason::EgressFailed => "egress_failed",
         }
     }
 }

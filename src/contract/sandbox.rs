@@ -119,17 +119,32 @@ pub mod reason {
     /// `Error`: the backend reports a state sandboxctl does not know (restarting, removing…).
     pub const ENGINE_STATE: &str = "engine_state";
     /// `Error`: stopped cleanly, but by something other than sandboxctl while the intent is
-    /// running (`docker stop`, an engine restart): `resume --all` brings it back.
+    /// running (`docker stop`, an engine restart, a `kubectl scale --replicas=0`): `resume
+    /// --all` brings it back.
     pub const STOPPED_EXTERNALLY: &str = "stopped_externally";
     /// `Missing`: an object of the sandbox's name exists but belongs to another sandbox.
     pub const NAME_TAKEN: &str = "name_taken";
+    /// kube `Error`: the StatefulSet wants its pod but there is none (quota, admission).
+    pub const POD_MISSING: &str = "pod_missing";
+    /// kube `Error`: the pod's node stopped reporting (pod phase Unknown).
+    pub const NODE_LOST: &str = "node_lost";
+    /// kube `Pending`: no node fits the pod (PodScheduled False).
+    pub const UNSCHEDULABLE: &str = "unschedulable";
+    /// kube `Error`: the pod itself failed without a reason of its own (an eviction says
+    /// `evicted`: the kubelet's reasons, like its container waiting reasons such as
+    /// `image_pull_backoff`, pass through in snake_case).
+    pub const POD_FAILED: &str = "pod_failed";
 
-    pub const ALL: [&str; 5] = [
+    pub const ALL: [&str; 9] = [
         UNEXPECTED_EXIT,
         OOM_KILLED,
         ENGINE_STATE,
         STOPPED_EXTERNALLY,
         NAME_TAKEN,
+        POD_MISSING,
+        NODE_LOST,
+        UNSCHEDULABLE,
+        POD_FAILED,
     ];
 }
 

@@ -1,5 +1,6 @@
 //! Command line of `sandboxctl`.
 
+use super::backend::kube::Target;
 use super::backend::BackendKind;
 use super::state::{DEFAULT_ROOT, ROOT_ENV};
 use crate::log::{Format, LogLevel};
@@ -8,8 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Host-side control of openshell sandboxes on podman, docker or QEMU VMs: create, stop and start
-/// without losing the workspace, and report each sandbox's true phase.
+/// Host-side control of openshell sandboxes on podman, docker, QEMU VMs or Kubernetes:
+/// create, stop and start without losing the workspace, and report each sandbox's true phase.
 #[derive(Debug, Parser)]
 #[command(
     name = "sandboxctl",
@@ -32,23 +33,39 @@ pub struct Cli {
     /// timeout plus 30s]
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub lock_timeout: Option<Duration>,
+    /// For `create`, where the sandbox runs [default: podman]; recorded, later verbs find it
+    /// there. For the other verbs, only this backend's sandboxes are addressed [default: the
+    /// podman and docker sandboxes under the state root, and the cluster's when --context or
+    /// --namespace names one].
+    #[arg(long, global = true, value_enum, value_name = "BACKEND")]
+    pub backend: Option<BackendKind>,
+    /// kube: the kubeconfig context ($KUBECONFIG, else ~/.kube/config) [env:
+    /// OPENSHELL_KUBE_CONTEXT] [default: its current context, else the in-cluster service
+    /// account]. Naming one also addresses the cluster's sandboxes without --backend kube.
+    #[arg(long, global = true, value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// kube: the namespace of the sandboxes [env: OPENSHELL_KUBE_NAMESPACE] [default: the
+    /// context's, else `default`]. Naming one also addresses the cluster's sandboxes without
+    /// --backend kube.
+    #[arg(long, short = 'n', global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
     #[command(subcommand)]
     pub verb: Verb,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Verb {
-    /// Create the workspace volume, the host state and the container, then start it.
+    /// Create the workspace (volume or PVC), the record and the workload, then start it.
     Create(CreateArgs),
     /// Start (or resume) sandboxes; idempotent. The boot hook runs again on every start.
     Start(StartArgs),
-    /// Stop sandboxes gracefully, keeping the container and the workspace volume.
+    /// Stop sandboxes gracefully, keeping the workload and the workspace.
     Stop(StopArgs),
-    /// Delete sandboxes: container, workspace volume and host state. Destructive.
+    /// Delete sandboxes: workload, workspace and record. Destructive.
     Delete(DeleteArgs),
     /// Show one sandbox's phase and why.
     Status(StatusArgs),
-    /// Show every sandbox of every backend (podman and docker: those under the state root).
+    /// Show every sandbox (under the state root; in the cluster's namespace when addressed).
     List(ListArgs),
     /// Print phase transitions as they happen, until --count or --timeout.
     Watch(WatchArgs),
@@ -65,6 +82,12 @@ pub enum Verb {
 pub struct VmKeeperArgs {
     /// The sandbox's state directory.
     pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CreateOutput {
+    Yaml,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,13 +113,11 @@ pub struct WaitArgs {
 pub struct CreateArgs {
     /// Sandbox name: a DNS label (lowercase letters, digits, '-'; at most 42 characters).
     pub name: String,
-    /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images"); for
-    /// --backend vm, a directory made by `images/build.sh vm`.
+    /// Image whose ENTRYPOINT is the openshell supervisor (see README "## Images").
+    /// Required for podman and docker; for --backend vm, a directory made by
+    /// `images/build.sh vm`; kube defaults to localhost/openshell-sandbox:dev.
     #[arg(long, value_name = "IMAGE")]
-    pub image: String,
-    /// Backend for this sandbox; recorded, later verbs use it.
-    #[arg(long, value_enum, default_value = "podman")]
-    pub backend: BackendKind,
+    pub image: Option<String>,
     /// Environment for the sandbox (repeatable).
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<String>,
@@ -109,7 +130,8 @@ pub struct CreateArgs {
     /// vm: virtual CPUs [default: 1]
     #[arg(long, value_name = "N")]
     pub cpus: Option<u32>,
-    /// vm: size of the workspace disk, a sparse raw file with ext4 [default: 2G]
+    /// vm: size of the workspace disk, a sparse raw file with ext4 [default: 2G];
+    /// kube: size of the workspace PVC, a Kubernetes quantity [default: 2Gi]
     #[arg(long, value_name = "SIZE")]
     pub workspace_size: Option<String>,
     /// vm: auto (probe KVM once per host boot, else TCG), kvm or tcg [env: OPENSHELL_VM_ACCEL]
@@ -118,6 +140,15 @@ pub struct CreateArgs {
     /// vm: none (no network device) or user (QEMU user-mode NAT) [default: none]
     #[arg(long, value_name = "NET")]
     pub network: Option<String>,
+    /// kube: storage class of the workspace PVC [default: the cluster's default class].
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// kube: print the objects instead of creating them (for kubectl apply or GitOps).
+    #[arg(long, requires = "output")]
+    pub dry_run: bool,
+    /// kube, with --dry-run: the objects as a YAML stream or a JSON List.
+    #[arg(long, short = 'o', value_enum, requires = "dry_run")]
+    pub output: Option<CreateOutput>,
     #[command(flatten)]
     pub wait: WaitArgs,
     /// The agent command, replacing the image's CMD (after `--`).
@@ -144,7 +175,8 @@ pub struct Targets {
         conflicts_with = "all"
     )]
     pub names: Vec<String>,
-    /// Every sandbox of every backend (podman and docker: those under the state root).
+    /// Every sandbox of every addressed backend (podman and docker: those under the state
+    /// root; kube: those in the namespace).
     #[arg(long)]
     pub all: bool,
 }
@@ -183,7 +215,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Only this sandbox (default: every sandbox of every backend).
+    /// Only this sandbox (default: every sandbox of every addressed backend).
     pub name: Option<String>,
     /// JSON lines ({"ts","sandbox","phase","previous",…}) or one text line per transition.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
@@ -202,7 +234,7 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// Every sandbox of every backend (required: resume is a sweep).
+    /// Every sandbox of every addressed backend (required: resume is a sweep).
     #[arg(long, required = true)]
     pub all: bool,
     #[command(flatten)]
@@ -220,6 +252,43 @@ impl Cli {
                     .map(PathBuf::from)
             })
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
+    }
+
+    /// The cluster: `--context`/`--namespace`, else $OPENSHELL_KUBE_CONTEXT and
+    /// $OPENSHELL_KUBE_NAMESPACE.
+    pub fn kube_target(&self) -> Target {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Target {
+            context: self
+                .context
+                .clone()
+                .or_else(|| env("OPENSHELL_KUBE_CONTEXT")),
+            namespace: self
+                .namespace
+                .clone()
+                .or_else(|| env("OPENSHELL_KUBE_NAMESPACE")),
+        }
+    }
+
+    /// The backends this invocation addresses: `--backend` alone for every verb but
+    /// `create` (whose name must be free everywhere); otherwise podman and docker (their
+    /// sandboxes are found under the state root without contacting anything), and kube when
+    /// the command names a cluster (`--backend kube`, a context or a namespace).
+    pub fn listed(&self, target: &Target) -> Vec<BackendKind> {
+        let create = matches!(self.verb, Verb::Create(_));
+        match self.backend {
+            Some(only) if !create => vec![only],
+            _ => {
+                let mut v = BackendKind::HOST.to_vec();
+                if self.backend == Some(BackendKind::Kube)
+                    || target.context.is_some()
+                    || target.namespace.is_some()
+                {
+                    v.push(BackendKind::Kube);
+                }
+                v
+            }
+        }
     }
 }
 
@@ -283,8 +352,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.state_root(), PathBuf::from("/tmp/x"));
+        assert_eq!(cli.backend, Some(BackendKind::Docker));
+        let t = Target::default();
+        assert_eq!(
+            cli.listed(&t),
+            BackendKind::HOST,
+            "create checks every host backend"
+        );
         let Verb::Create(c) = cli.verb else { panic!() };
-        assert_eq!(c.backend, BackendKind::Docker);
         assert_eq!(c.env, ["A=1", "B="]);
         assert!(c.no_start);
         assert_eq!(c.command, ["sh", "-c", "sleep 1"]);
@@ -316,7 +391,9 @@ mod tests {
             &["sandboxctl", "resume"],
             &["sandboxctl", "start"],
             &["sandboxctl", "start", "a", "--wait", "--no-wait"],
-            &["sandboxctl", "create", "a"],
+            &["sandboxctl", "create", "a", "--dry-run"],
+            &["sandboxctl", "create", "a", "-o", "yaml"],
+            &["sandboxctl", "create", "a", "--backend", "lxc"],
             &[
                 "sandboxctl",
                 "create",
@@ -330,5 +407,27 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
         }
+    }
+
+    #[test]
+    fn addresses_the_backends_asked_for() {
+        use BackendKind::*;
+        let parse = |argv: &[&str]| Cli::try_parse_from(argv).unwrap();
+        let none = Target::default();
+        let ns = Target {
+            context: None,
+            namespace: Some("sandboxes".into()),
+        };
+        // --image is optional at parse time: kube has a default, podman/docker refuse later.
+        let c = parse(&["sandboxctl", "create", "a", "--backend", "kube"]);
+        assert_eq!(c.listed(&none), [Podman, Docker, Vm, Kube]);
+        let c = parse(&["sandboxctl", "status", "a"]);
+        assert_eq!(c.listed(&none), [Podman, Docker, Vm]);
+        assert_eq!(c.listed(&ns), [Podman, Docker, Vm, Kube]);
+        let c = parse(&["sandboxctl", "--backend", "kube", "list"]);
+        assert_eq!(c.listed(&none), [Kube]);
+        let c = parse(&["sandboxctl", "list", "--backend", "docker", "-n", "x"]);
+        assert_eq!(c.listed(&c.kube_target()), [Docker]);
+        assert_eq!(c.kube_target().namespace.as_deref(), Some("x"));
     }
 }

@@ -1,6 +1,7 @@
-//! sandboxctl: the host-side control shim. Non-destructive stop/start of sandboxes, with
-//! phases derived from what the backend observes, the recorded intent and the supervisor's
-//! status.json. The verbs talk to backends only through `backend::Backend`.
+//! sandboxctl: the host-side control shim. Non-destructive stop/start of sandboxes on
+//! podman, docker or Kubernetes, with phases derived from what the backend observes, the
+//! recorded intent and the supervisor's own report. The verbs talk to backends only through
+//! `backend::Backend`.
 
 pub mod backend;
 pub mod cli;
@@ -14,7 +15,7 @@ pub mod state;
 pub mod verbs;
 
 use crate::contract::CtlExit;
-use backend::Context;
+use backend::{BackendKind, Context};
 use cli::{Cli, Verb};
 use observe::Backends;
 use state::StateRoot;
@@ -26,12 +27,17 @@ pub fn main() -> i32 {
         Err(code) => return code,
     };
     crate::log::init(cli.log_format, cli.log_level);
+    let kube = cli.kube_target();
     let ctx = Context {
         state_root: StateRoot::new(cli.state_root()),
+        listed: cli.listed(&kube),
+        kube,
     };
     let bs = Backends::new(ctx, cli.lock_timeout);
     match &cli.verb {
-        Verb::Create(a) => verbs::create::create(&bs, a),
+        Verb::Create(a) => {
+            verbs::create::create(&bs, cli.backend.unwrap_or(BackendKind::Podman), a)
+        }
         Verb::Start(a) => verbs::lifecycle::start(&bs, a),
         Verb::Stop(a) => verbs::lifecycle::stop(&bs, a),
         Verb::Resume(a) => verbs::lifecycle::resume(&bs, a),

@@ -2,7 +2,7 @@
 //! plus the shared phase derivation → a [`View`]. One backend call per backend, however
 //! many sandboxes.
 
-use super::backend::{self, Backend, BackendKind, Context, Observation, Sandbox};
+use super::backend::{self, Backend, BackendKind, Context, Observation, Report, Sandbox};
 use super::error::CtlError;
 use super::names::Name;
 use super::phase::{derive, Derived};
@@ -48,6 +48,10 @@ impl Backends {
         &self.ctx.state_root
     }
 
+    pub fn ctx(&self) -> &Context {
+        &self.ctx
+    }
+
     pub fn get(&self, kind: BackendKind) -> Result<&dyn Backend, CtlError> {
         let cell = &self
             .opened
@@ -74,14 +78,25 @@ impl Backends {
         let name = Name::parse(name).map_err(|e| CtlError::new(CtlExit::BadName, e))?;
         match self.find(&name)? {
             Some(sb) => Ok(sb),
-            None => Err(CtlError::new(
-                CtlExit::UnknownSandbox,
-                format!(
-                    "no sandbox named {:?} under {} (see `sandboxctl list`, or pass --state-root)",
-                    name.as_str(),
-                    self.root().path.display()
-                ),
-            )),
+            None => {
+                // podman and docker share the state root: each place is said once.
+                let mut scopes: Vec<String> = Vec::new();
+                for kind in backend::listed(&self.ctx) {
+                    if let Ok(scope) = self.get(kind).map(|b| b.scope()) {
+                        if !scopes.contains(&scope) {
+                            scopes.push(scope);
+                        }
+                    }
+                }
+                Err(CtlError::new(
+                    CtlExit::UnknownSandbox,
+                    format!(
+                        "no sandbox named {:?} {} (see `sandboxctl list`, or pass --state-root, --backend, --namespace)",
+                        name.as_str(),
+                        scopes.join(", nor ")
+                    ),
+                ))
+            }
         }
     }
 
@@ -166,10 +181,20 @@ impl Backends {
     }
 }
 
-/// A backend's observation with the derived phase.
-pub fn view(b: &dyn Backend, sb: &Sandbox, obs: Observation) -> View {
+/// A backend's observation with the derived phase: the backend's own derivation where it
+/// has one, else the shared table; and the supervisor's report, from a current status.json
+/// where the backend reported none of its own.
+pub fn view(b: &dyn Backend, sb: &Sandbox, mut obs: Observation) -> View {
+    let derived = obs.derived.clone().unwrap_or_else(|| derive(&obs));
+    if obs.report.is_none() {
+        obs.report = obs
+            .status
+            .as_ref()
+            .filter(|_| derived.status_current)
+            .map(Report::from_status);
+    }
     View {
-        derived: derive(&obs),
+        derived,
         objects: b.objects(sb),
         sandbox: sb.clone(),
         obs,

@@ -39,6 +39,8 @@ pub fn view_json(v: &View) -> Value {
         "status_current": d.status_current,
         "status_problem": v.obs.status_problem,
         "supervisor_status": v.obs.status,
+        "supervisor_report": v.obs.report,
+        "details": v.obs.details,
     })
 }
 
@@ -122,12 +124,33 @@ pub fn describe(v: &View) -> String {
         fields.push((kind, name.clone()));
     }
     fields.push(("image", r.image.clone()));
+    for (k, val) in &v.obs.details {
+        // The scalars; the nested ones (a pod's container states) are for -o json.
+        match val {
+            Value::String(s) => fields.push((k, s.clone())),
+            Value::Number(n) => fields.push((k, n.to_string())),
+            Value::Bool(b) => fields.push((k, b.to_string())),
+            _ => {}
+        }
+    }
     fields.push((
         "supervisor",
-        match (&v.obs.status, &v.obs.status_problem) {
-            (_, Some(p)) => format!("no status: {p}"),
-            (None, None) => "no status.json yet".to_owned(),
-            (Some(s), None) => format!(
+        match (&v.obs.status, &v.obs.status_problem, &v.obs.report) {
+            (_, Some(p), _) => format!("no status: {p}"),
+            (None, None, Some(r)) => format!(
+                "{}{}{} (from the {})",
+                r.phase,
+                r.reason
+                    .map(|r| format!("/{}", r.as_str()))
+                    .unwrap_or_default(),
+                r.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default(),
+                r.source
+            ),
+            (None, None, None) => "no report yet".to_owned(),
+            (Some(s), None, _) => format!(
                 "{} since {} (started {}, restarts {}){}",
                 s.phase,
                 s.since,

@@ -211,7 +211,7 @@ fn exited(w: &Workload, intent: &IntentRecord, current: Option<&Status>) -> Deri
     d
 }
 
-fn describe_exit(code: i32) -> String {
+pub fn describe_exit(code: i32) -> String {
     match code {
         137 => {
             "exit 137 (SIGKILL: killed, e.g. by `kill`, the OOM killer or a power cut)".to_owned()
@@ -306,6 +306,9 @@ mod tests {
             status: s.cloned(),
             status_current: matches!((s, w), (Some(s), Some(w)) if status_is_current(s, w)),
             status_problem: None,
+            report: None,
+            derived: None,
+            details: serde_json::Map::new(),
         }
     }
 

@@ -82,6 +82,8 @@ pub struct RunArgs {
     pub grace: Duration,
     pub ready_after: Duration,
     pub status_dir: PathBuf,
+    /// Where the final phase is written at exit (a Kubernetes terminationMessagePath).
+    pub termination_message: Option<PathBuf>,
     /// Variables (or `PREFIX*`, `*`) of the supervisor's environment the child also gets.
     pub child_env: Vec<String>,
     /// `NAME=VALUE` lines added to the hook's environment only.
@@ -292,10 +294,23 @@ pub const RUN_FLAGS: &[Flag<RunArgs>] = &[
         },
     ),
     Flag::value(
+        "termination-message",
+        "PATH",
+        None,
+        "At exit, write the final phase (`Stopped`, `Failed/hook_failed: …`) to this file: a \
+         Kubernetes container's terminationMessagePath, e.g. /dev/termination-log. Its \
+         directory must be root-owned and not writable by others.",
+        |a, v| {
+            a.termination_message = Some(path_value(v)?);
+            Ok(())
+        },
+    ),
+    Flag::value(
         "workspace",
         "DIR",
         Some(crate::supervisor::seed::DEFAULT_WORKSPACE),
-        "The workspace: seeded from --seed on its first boot (when it has no .openshell-seeded).",
+        "The workspace: seeded from --seed on its first boot (when it has no \
+         `.openshell-seeded`).",
         |a, v| {
             a.workspace = path_value(v)?;
             Ok(())
@@ -305,7 +320,8 @@ pub const RUN_FLAGS: &[Flag<RunArgs>] = &[
         "seed",
         "DIR",
         Some(crate::supervisor::seed::DEFAULT_SEED),
-        "Seed tree copied into a fresh workspace before the hook runs; a missing tree is skipped.",
+        "Seed tree copied into a fresh workspace before the hook runs; a missing tree is \
+         skipped.",
         |a, v| {
             a.seed = path_value(v)?;
             Ok(())
@@ -627,6 +643,41 @@ mod tests {
         assert!(a.init && a.command.is_empty());
         assert!(usage_error(&["--no-seed", "--seed", "/s", "--", "true"])
             .contains("cannot be used with"));
+        assert_eq!(a.termination_message, None);
+    }
+
+    #[test]
+    fn termination_message_and_seeding() {
+        let Cli::Run(a) = parse_strs(&[
+            "--termination-message",
+            "/dev/termination-log",
+            "--workspace=/w",
+            "--seed",
+            "/s",
+            "--",
+            "true",
+        ])
+        .unwrap() else {
+            panic!("not a run")
+        };
+        assert_eq!(
+            a.termination_message,
+            Some(PathBuf::from("/dev/termination-log"))
+        );
+        assert_eq!(
+            (a.workspace, a.seed),
+            (PathBuf::from("/w"), PathBuf::from("/s"))
+        );
+        let Cli::Run(a) = parse_strs(&["--no-seed", "--", "true"]).unwrap() else {
+            panic!("not a run")
+        };
+        assert!(a.no_seed);
+        let e = usage_error(&["--no-seed", "--seed", "/s", "--", "true"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = usage_error(&["--termination-message", "--", "true"]);
+        assert!(e.contains("--termination-message needs a value"), "{e}");
+        let e = usage_error(&["--termination-mesage", "/x", "--", "true"]);
+        assert!(e.contains("did you mean --termination-message?"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod env;
 mod events;
 pub mod hook;
 mod init;
+mod last_word;
 mod report;
 pub mod restart;
 mod run;
@@ -58,12 +59,32 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
     let pid = std::process::id();
     info!(event = "supervisor.start", version = env!("CARGO_PKG_VERSION"), pid, command = ?args.command, "supervisor starting");
 
+    // Checked before anything runs; written at every exit from here on.
+    let last_word = match args
+        .termination_message
+        .as_deref()
+        .map(last_word::TerminationLog::open)
+    {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            error!(event = "supervisor.setup_failed", step = "termination_message", error = %e,
+                "refusing the termination message path");
+            return ExitCode::Config.code();
+        }
+    };
+    let setup_failed = |msg: String| {
+        if let Some(t) = &last_word {
+            t.write(Phase::Failed, Some(Reason::Internal), Some(&msg));
+        }
+        ExitCode::Internal.code()
+    };
     // Signals first: a SIGTERM that arrives during start-up must be queued, not lost.
     let events = match events::Events::new() {
         Ok(e) => e,
         Err(e) => {
             error!(event = "supervisor.setup_failed", step = "signalfd", error = %e, "cannot set up signal handling");
-            return ExitCode::Internal.code();
+            return setup_failed(format!("cannot set up signal handling: {e}"));
         }
     };
     // After the signal set-up: the child-side reset is computed from our dispositions.
@@ -71,7 +92,7 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         Ok(s) => s,
         Err(e) => {
             error!(event = "supervisor.setup_failed", step = "spawn", error = %e, "cannot prepare process spawning");
-            return ExitCode::Internal.code();
+            return setup_failed(format!("cannot prepare process spawning: {e}"));
         }
     };
     if pid != 1 {
@@ -80,7 +101,7 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             let e = std::io::Error::last_os_error();
             error!(event = "supervisor.setup_failed", step = "subreaper", error = %e, "cannot become a child subreaper");
-            return ExitCode::Internal.code();
+            return setup_failed(format!("cannot become a child subreaper: {e}"));
         }
     }
     // The child starts where we were started; we move to / so we never keep a mount busy.
@@ -88,7 +109,7 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         Ok(d) => d,
         Err(e) => {
             error!(event = "supervisor.setup_failed", step = "cwd", error = %e, "cannot read the working directory");
-            return ExitCode::Internal.code();
+            return setup_failed(format!("cannot read the working directory: {e}"));
         }
     };
     // Relative paths on the command line mean the start directory, not `/`.
@@ -115,9 +136,13 @@ fn supervise(mut args: cli::RunArgs) -> i32 {
         Err(e) => {
             error!(event = "supervisor.setup_failed", step = "status", dir = %args.status_dir.display(), error = %e,
                 "cannot write status.json; pass a writable --status-dir");
-            return ExitCode::Internal.code();
+            return setup_failed(format!(
+                "cannot write status.json in {}: {e}",
+                args.status_dir.display()
+            ));
         }
     };
+    report.last_word = last_word;
     // A fresh workspace gets the image's seed tree before the policy's paths are opened and
     // before the hook runs.
     if let Err(code) = seed::at_boot(&args, &mut report) {

@@ -34,6 +34,8 @@ pub struct Reporter {
     pub status: Status,
     /// While writes fail: when to try again.
     retry_at: Option<Instant>,
+    /// `--termination-message`: written with every terminal phase (the last thing before exit).
+    pub last_word: Option<super::last_word::TerminationLog>,
 }
 
 impl Reporter {
@@ -93,6 +95,7 @@ impl Reporter {
             writer: DirWriter::new(fd),
             status,
             retry_at: None,
+            last_word: None,
         })
     }
 
@@ -113,6 +116,11 @@ impl Reporter {
             _ => info!(event = "phase", phase = %phase, previous = %previous, "phase changed"),
         }
         self.write();
+        if phase.is_terminal() {
+            if let Some(t) = &self.last_word {
+                t.write(phase, reason, self.status.message.as_deref());
+            }
+        }
     }
 
     /// Persists the current document (also for changes that are not phase changes, such as

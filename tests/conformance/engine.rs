@@ -154,7 +154,7 @@ impl Harness for Engine {
         vec!["--image".into(), self.image().to_owned()]
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    fn env(&self, _ctx: &Ctx) -> Vec<(String, String)> {
         self.client_env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

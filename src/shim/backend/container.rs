@@ -160,6 +160,9 @@ impl ContainerCli {
             status,
             status_current,
             status_problem,
+            report: None,
+            derived: None,
+            details: serde_json::Map::new(),
         }
     }
 
@@ -248,27 +251,39 @@ impl Backend for ContainerCli {
         let name = &req.name;
         let about = |e: CtlError| e.about(name.as_str());
         let kind = self.engine.kind;
-        let vm_only = [
-            ("--memory", args.memory.is_some()),
-            ("--cpus", args.cpus.is_some()),
-            ("--workspace-size", args.workspace_size.is_some()),
-            ("--accel", args.accel.is_some()),
-            ("--network", args.network.is_some()),
+        let not_here = [
+            ("--memory", "vm", args.memory.is_some()),
+            ("--cpus", "vm", args.cpus.is_some()),
+            (
+                "--workspace-size",
+                "vm or kube",
+                args.workspace_size.is_some(),
+            ),
+            ("--storage-class", "kube", args.storage_class.is_some()),
+            ("--accel", "vm", args.accel.is_some()),
+            ("--network", "vm", args.network.is_some()),
         ];
-        if let Some((flag, _)) = vm_only.iter().find(|(_, given)| *given) {
+        if let Some((flag, for_whom, _)) = not_here.iter().find(|(_, _, given)| *given) {
             return Err(about(CtlError::new(
                 CtlExit::Usage,
-                format!("{flag} is for --backend vm only"),
+                format!("{flag} is for --backend {for_whom} only"),
             )));
         }
+        // Its supervisor's flags are read from the image: there is no default to assume.
+        let Some(image_ref) = args.image.clone() else {
+            return Err(about(CtlError::new(
+                CtlExit::Usage,
+                format!("create --backend {kind} needs --image IMAGE (an image whose ENTRYPOINT is the supervisor)"),
+            )));
+        };
         let image = self
             .engine
-            .image_config(&args.image)
+            .image_config(&image_ref)
             .map_err(|e| about(e.into()))?;
         let sup = SupervisorSettings::from_entrypoint(&image.entrypoint).map_err(|e| {
             about(CtlError::new(
                 CtlExit::Usage,
-                format!("image {} cannot run as a sandbox: {e}", args.image),
+                format!("image {image_ref} cannot run as a sandbox: {e}"),
             ))
         })?;
         let (container, volume) = (name.container(), name.volume());
@@ -333,7 +348,7 @@ impl Backend for ContainerCli {
             name: name.to_string(),
             id: id.clone(),
             backend: kind,
-            image: args.image.clone(),
+            image: image_ref.clone(),
             stop_timeout_secs: sup.stop_timeout_secs(),
             created_at: now_rfc3339(),
             details,
@@ -342,7 +357,7 @@ impl Backend for ContainerCli {
             container,
             volume,
             hostname: name.to_string(),
-            image: args.image.clone(),
+            image: image_ref.clone(),
             labels: self.labels(name, &id, &dir),
             env: args.env.clone(),
             workspace_path: WORKSPACE_PATH.into(),
@@ -543,6 +558,10 @@ impl Backend for ContainerCli {
             Ok(c) => vec![("container", c.container), ("volume", c.volume)],
             Err(_) => Vec::new(),
         }
+    }
+
+    fn scope(&self) -> String {
+        format!("under {}", self.root.path.display())
     }
 }
 

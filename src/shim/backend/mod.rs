@@ -13,21 +13,33 @@
 //! - **the workload**: create, start, stop, delete, and [`Backend::observe`], which reports
 //!   many sandboxes in one call where the backend can (one `inspect` for every container).
 //!
-//! Adding a backend: a [`BackendKind`] variant, its arm in [`open`] (and [`listed`] if its
-//! sandboxes are not found in the host state root), and a module implementing [`Backend`].
+//! A declarative, cluster-held backend (Kubernetes) fits the same verbs with three optional
+//! parts, each with a default the host backends use:
+//! - its own phase derivation: the shared table (`phase.rs`) reads a container's state, the
+//!   intent and status.json; a StatefulSet's phase comes from replicas, generations, pod
+//!   conditions, the kubelet's container states and the termination message, so its
+//!   [`Observation`] carries a [`Observation::derived`] that the shared code uses as is;
+//! - its own change feed ([`Backend::watch`], the API's watch) instead of polling;
+//! - objects it can print instead of making ([`Backend::dry_run`], for GitOps).
+//!
+//! Adding a backend: a [`BackendKind`] variant, its arm in [`open`] (and in `shim::main`'s
+//! choice of listed backends if its sandboxes are not found in the host state root), and a
+//! module implementing [`Backend`].
 
 pub mod container;
+pub mod kube;
 pub mod supervisor_args;
 pub mod vm;
 
 use super::error::CtlError;
 use super::names::Name;
+use super::phase::Derived;
 use super::state::{SandboxDir, StateRoot};
 use crate::contract::time::parse_rfc3339;
-use crate::contract::Status;
+use crate::contract::{CtlExit, Phase, Reason, Status};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use supervisor_args::SupervisorSettings;
 
@@ -59,16 +71,27 @@ pub enum BackendKind {
     Docker,
     /// A QEMU VM whose init is the supervisor.
     Vm,
+    /// A StatefulSet with a workspace PVC in a Kubernetes cluster.
+    Kube,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 3] = [BackendKind::Podman, BackendKind::Docker, BackendKind::Vm];
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Podman,
+        BackendKind::Docker,
+        BackendKind::Vm,
+        BackendKind::Kube,
+    ];
+    /// The backends whose sandboxes live under the host state root: always listed, since
+    /// listing them contacts nothing.
+    pub const HOST: [BackendKind; 3] = [BackendKind::Podman, BackendKind::Docker, BackendKind::Vm];
 
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Podman => "podman",
             BackendKind::Docker => "docker",
             BackendKind::Vm => "vm",
+            BackendKind::Kube => "kube",
         }
     }
 }
@@ -80,26 +103,30 @@ impl fmt::Display for BackendKind {
 }
 
 /// What a backend may need from the command line. Host-state backends need the state root;
-/// a cluster backend adds its connection settings here.
+/// the cluster backend its kubeconfig context and namespace.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub state_root: StateRoot,
+    pub kube: kube::Target,
+    /// The backends whose sandboxes this invocation finds, lists and sweeps (`--backend`, or
+    /// the host backends plus kube when a cluster was named).
+    pub listed: Vec<BackendKind>,
 }
 
-/// Opens the backend of `kind`. Cheap for the CLI engines (nothing is contacted yet).
+/// Opens the backend of `kind`. Cheap (nothing is contacted yet).
 pub fn open(kind: BackendKind, ctx: &Context) -> Result<Box<dyn Backend>, CtlError> {
     Ok(match kind {
         BackendKind::Podman | BackendKind::Docker => {
             Box::new(container::ContainerCli::new(kind, ctx.state_root.clone()))
         }
         BackendKind::Vm => Box::new(vm::Qemu::new(ctx.state_root.clone())),
+        BackendKind::Kube => Box::new(kube::KubeBackend::new(ctx.kube.clone())),
     })
 }
 
-/// The backends whose sandboxes `list`, `--all` and `resume --all` cover. A host-state
-/// backend lists the state root without contacting its engine, so it is always listed.
-pub fn listed(_ctx: &Context) -> Vec<BackendKind> {
-    BackendKind::ALL.to_vec()
+/// The backends whose sandboxes `list`, `--all` and `resume --all` cover.
+pub fn listed(ctx: &Context) -> Vec<BackendKind> {
+    ctx.listed.clone()
 }
 
 /// The operator's last wish for a sandbox.
@@ -224,6 +251,64 @@ pub struct Observation {
     /// Why no status could be read although something is there (a FIFO, a symlink, a huge
     /// or torn file): the sandbox has "no status", and this says why.
     pub status_problem: Option<String>,
+    /// The supervisor's own report of the current (or last) run, from whichever channel the
+    /// backend has: None lets the shared code take it from a current `status`. A cluster
+    /// backend, which cannot read status.json inside the pod, reports the readiness probe
+    /// and the termination message here.
+    pub report: Option<Report>,
+    /// The phase, for a backend that derives it from its own objects; None: the shared
+    /// `phase::derive` of the fields above.
+    pub derived: Option<Derived>,
+    /// The backend's own facts for `status -o json` (kube: namespace, replicas, the pod).
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Observation {
+    /// An observation with the shared derivation and no backend extras.
+    pub fn new(intent: IntentRecord, workload: Option<Workload>) -> Observation {
+        Observation {
+            intent,
+            workload,
+            workload_conflict: None,
+            status: None,
+            status_current: false,
+            status_problem: None,
+            report: None,
+            derived: None,
+            details: serde_json::Map::new(),
+        }
+    }
+}
+
+/// What the supervisor itself last said about the current (or last) run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub phase: Phase,
+    pub reason: Option<Reason>,
+    pub message: Option<String>,
+    /// Where it was read: `status.json`, `readiness probe`, `termination message`, or
+    /// `termination message (recorded at stop)`.
+    pub source: &'static str,
+}
+
+impl Report {
+    pub fn from_status(s: &Status) -> Report {
+        Report {
+            phase: s.phase,
+            reason: s.reason,
+            message: s.message.clone(),
+            source: "status.json",
+        }
+    }
+}
+
+/// One change a backend's own feed reports to `watch`.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The sandbox as it is now (also its first observation).
+    Observed(Box<Sandbox>, Box<Observation>),
+    /// The sandbox is gone (deleted).
+    Gone(Name),
 }
 
 /// Everything `create` needs, backend-independent; each backend reads its own flags from
@@ -307,6 +392,40 @@ pub trait Backend {
     /// The objects that make up the sandbox, for `status` (kind, name): e.g.
     /// `("container", "openshell-a"), ("volume", "openshell-a-workspace")`.
     fn objects(&self, sb: &Sandbox) -> Vec<(&'static str, String)>;
+
+    /// Where this backend's sandboxes are looked for, for messages ("under
+    /// /var/lib/openshell/sandboxes", "in namespace sandboxes of https://…").
+    fn scope(&self) -> String;
+
+    // ----- optional parts (see the module docs) --------------------------------------------
+
+    /// The objects `create` would make, printed instead of made (`create --dry-run -o
+    /// yaml|json`), for kubectl or GitOps. Backends without such objects refuse.
+    fn dry_run(&self, req: &CreateRequest<'_>) -> Result<String, CtlError> {
+        let _ = req;
+        Err(CtlError::new(
+            CtlExit::Usage,
+            format!(
+                "--dry-run is for --backend kube ({} has no objects to print)",
+                self.kind()
+            ),
+        ))
+    }
+
+    /// Follows the backend's own change feed (an API watch) for `watch`: calls `emit` with
+    /// each sandbox's first observation and again whenever it changes, and with
+    /// [`Change::Gone`] when it is deleted, until `emit` returns true (Ok(true)) or
+    /// `deadline` passes (Ok(false)). `only` limits it to one sandbox. None: the backend has
+    /// no feed, and `watch` polls [`Backend::observe`].
+    fn watch(
+        &self,
+        only: Option<&Name>,
+        deadline: Option<Instant>,
+        emit: &mut dyn FnMut(Change) -> bool,
+    ) -> Option<Result<bool, CtlError>> {
+        let _ = (only, deadline, emit);
+        None
+    }
 }
 
 /// [`Backend::observe`] of one sandbox.

@@ -1,11 +1,11 @@
 //! status, list, watch: the read verbs. They never change anything.
 
 use crate::contract::{CtlExit, SandboxPhase};
-use crate::shim::backend::Sandbox;
+use crate::shim::backend::{self, Change, Sandbox};
 use crate::shim::cli::{ListArgs, OutputFormat, StatusArgs, WatchArgs};
 use crate::shim::error::{CtlError, Outcome};
 use crate::shim::names::Name;
-use crate::shim::observe::{Backends, View};
+use crate::shim::observe::{view, Backends, View};
 use crate::shim::output::{
     describe, table, transition_json, transition_text, view_json, Transition,
 };
@@ -71,20 +71,107 @@ pub fn watch(bs: &Backends, args: &WatchArgs) -> i32 {
     outcome.code()
 }
 
+/// Turns observations into transitions: shared by the polling loop and a backend's feed,
+/// so both print the same lines for the same changes.
+struct Tracker {
+    seen: BTreeMap<Name, Seen>,
+    /// The status problem last warned about, per sandbox: said again only when it changes.
+    problems: BTreeMap<Name, Option<String>>,
+    out: Emitter,
+    /// `watch NAME`: its deletion ends the watch.
+    only: bool,
+}
+
+impl Tracker {
+    /// Prints a transition if the phase (or its reason) changed; true once --count is met.
+    fn observed(&mut self, v: &View) -> bool {
+        let p = &v.obs.status_problem;
+        if self.problems.get(&v.sandbox.name) != Some(p) {
+            warn_problem(v);
+            self.problems.insert(v.sandbox.name.clone(), p.clone());
+        }
+        let d = &v.derived;
+        let now: Seen = (d.phase, d.reason.clone());
+        let previous = self.seen.insert(v.sandbox.name.clone(), now.clone());
+        if previous.as_ref() == Some(&now) {
+            return false;
+        }
+        self.out.emit(Transition {
+            sandbox: v.sandbox.name.as_str(),
+            phase: d.phase,
+            previous: previous.map(|p| p.0),
+            reason: d.reason.as_deref(),
+            message: d.message.as_deref(),
+            exit_code: d.exit_code,
+        })
+    }
+
+    /// A sandbox was deleted; true when the watch is over.
+    fn gone(&mut self, name: &Name) -> bool {
+        let previous = self.seen.remove(name).map(|p| p.0);
+        self.problems.remove(name);
+        let done = self.out.emit(Transition {
+            sandbox: name.as_str(),
+            phase: SandboxPhase::Missing,
+            previous,
+            reason: None,
+            message: Some("the sandbox was deleted"),
+            exit_code: None,
+        });
+        done || self.only
+    }
+
+    /// The deadline passed: fine, unless --count was not reached.
+    fn timed_out(&self, count: Option<u64>) -> Result<(), CtlError> {
+        match count {
+            Some(n) => Err(CtlError::new(
+                CtlExit::Timeout,
+                format!(
+                    "watch: {} of {n} transitions before the timeout",
+                    self.out.printed
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 fn run_watch(bs: &Backends, args: &WatchArgs) -> Result<(), CtlError> {
-    let only: Option<Name> = match &args.name {
-        Some(n) => Some(bs.find_arg(n)?.name),
+    let only: Option<Sandbox> = match &args.name {
+        Some(n) => Some(bs.find_arg(n)?),
         None => None,
     };
-    // The status problem last warned about, per sandbox: said again only when it changes.
-    let mut problems: BTreeMap<Name, Option<String>> = BTreeMap::new();
     let deadline = args.timeout.and_then(|t| Instant::now().checked_add(t));
-    let mut seen: BTreeMap<Name, Seen> = BTreeMap::new();
-    let mut out = Emitter {
-        output: args.output,
-        count: args.count,
-        printed: 0,
+    let mut t = Tracker {
+        seen: BTreeMap::new(),
+        problems: BTreeMap::new(),
+        out: Emitter {
+            output: args.output,
+            count: args.count,
+            printed: 0,
+        },
+        only: only.is_some(),
     };
+    // A backend with its own change feed (the Kubernetes API's watch) is followed rather
+    // than polled when it is the only one watched.
+    let single = match &only {
+        Some(sb) => Some(sb.kind()),
+        None => match backend::listed(bs.ctx()).as_slice() {
+            [k] => Some(*k),
+            _ => None,
+        },
+    };
+    if let Some(kind) = single {
+        let b = bs.get(kind)?;
+        let fed = b.watch(only.as_ref().map(|s| &s.name), deadline, &mut |c| match c {
+            Change::Observed(sb, obs) => t.observed(&view(b, &sb, *obs)),
+            Change::Gone(name) => t.gone(&name),
+        });
+        if let Some(r) = fed {
+            return if r? { Ok(()) } else { t.timed_out(args.count) };
+        }
+    }
+    let only = only.map(|s| s.name);
     loop {
         let sandboxes: Vec<Sandbox> = match &only {
             Some(n) => bs.find(n)?.into_iter().collect(),
@@ -97,62 +184,26 @@ fn run_watch(bs: &Backends, args: &WatchArgs) -> Result<(), CtlError> {
             }
         };
         for v in bs.observe(&sandboxes) {
-            let v = v?;
-            let p = &v.obs.status_problem;
-            if problems.get(&v.sandbox.name) != Some(p) {
-                warn_problem(&v);
-                problems.insert(v.sandbox.name.clone(), p.clone());
-            }
-            let d = &v.derived;
-            let now: Seen = (d.phase, d.reason.clone());
-            let previous = seen.insert(v.sandbox.name.clone(), now.clone());
-            if previous.as_ref() != Some(&now) {
-                let done = out.emit(Transition {
-                    sandbox: v.sandbox.name.as_str(),
-                    phase: d.phase,
-                    previous: previous.map(|p| p.0),
-                    reason: d.reason.as_deref(),
-                    message: d.message.as_deref(),
-                    exit_code: d.exit_code,
-                });
-                if done {
-                    return Ok(());
-                }
+            if t.observed(&v?) {
+                return Ok(());
             }
         }
         // Sandboxes deleted since the last round.
-        let gone: Vec<Name> = seen
+        let gone: Vec<Name> = t
+            .seen
             .keys()
             .filter(|n| !sandboxes.iter().any(|s| &s.name == *n))
             .cloned()
             .collect();
         for n in gone {
-            let previous = seen.remove(&n).map(|p| p.0);
-            let done = out.emit(Transition {
-                sandbox: n.as_str(),
-                phase: SandboxPhase::Missing,
-                previous,
-                reason: None,
-                message: Some("the sandbox was deleted"),
-                exit_code: None,
-            });
-            if done || only.is_some() {
+            if t.gone(&n) {
                 return Ok(());
             }
         }
         if let Some(deadline) = deadline {
             let now = Instant::now();
             if now >= deadline {
-                return match args.count {
-                    Some(n) => Err(CtlError::new(
-                        CtlExit::Timeout,
-                        format!(
-                            "watch: {} of {n} transitions before the timeout",
-                            out.printed
-                        ),
-                    )),
-                    None => Ok(()),
-                };
+                return t.timed_out(args.count);
             }
             std::thread::sleep(args.interval.min(deadline - now));
         } else {

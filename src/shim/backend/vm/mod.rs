@@ -253,6 +253,9 @@ impl Qemu {
             status,
             status_current,
             status_problem,
+            report: None,
+            derived: None,
+            details: serde_json::Map::new(),
         })
     }
 
@@ -399,6 +402,10 @@ impl Backend for Qemu {
         BackendKind::Vm
     }
 
+    fn scope(&self) -> String {
+        format!("under {}", self.root.path.display())
+    }
+
     fn list(&self) -> Result<Vec<Sandbox>, CtlError> {
         self.root.list(BackendKind::Vm)
     }
@@ -425,7 +432,18 @@ impl Backend for Qemu {
         let name = &req.name;
         let about = |e: CtlError| e.about(name.as_str());
         require(QEMU, "qemu-system-x86").map_err(about)?;
-        let image = PathBuf::from(&args.image);
+        if args.storage_class.is_some() {
+            return Err(about(usage(
+                "--storage-class is for --backend kube only".into(),
+            )));
+        }
+        let Some(image_arg) = args.image.as_deref() else {
+            return Err(about(usage(
+                "create --backend vm needs --image DIR (a directory made by `images/build.sh vm`)"
+                    .into(),
+            )));
+        };
+        let image = PathBuf::from(image_arg);
         let image = if image.is_relative() {
             std::env::current_dir()
                 .map(|d| d.join(&image))
@@ -434,11 +452,10 @@ impl Backend for Qemu {
             image
         };
         let m = ImageManifest::read(&image)
-            .map_err(|e| about(usage(format!("--image {}: {e}", args.image))))?;
+            .map_err(|e| about(usage(format!("--image {image_arg}: {e}"))))?;
         let sup = SupervisorSettings::from_entrypoint(&m.entrypoint()).map_err(|e| {
             about(usage(format!(
-                "image {} cannot run as a sandbox: {e}",
-                args.image
+                "image {image_arg} cannot run as a sandbox: {e}"
             )))
         })?;
         let memory = definition::parse_size(args.memory.as_deref().unwrap_or(DEFAULT_MEMORY))
