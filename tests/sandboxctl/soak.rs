@@ -36,7 +36,7 @@ fn fast_image(e: &Engine) -> String {
     std::fs::write(
         dir.join("Containerfile"),
         format!(
-            "FROM {base}\nENTRYPOINT [\"/usr/bin/supervisor\", \"--hook\", \"/etc/openshell/boot.sh\", \"--policy\", \"/etc/openshell/policy.yaml\", \"--status-dir\", \"/run/openshell\", \"--grace\", \"10s\", \"--ready-after\", \"100ms\", \"--\"]\n"
+            "FROM {base}\nENTRYPOINT [\"/usr/bin/supervisor\", \"--hook\", \"/etc/openshell/boot.sh\", \"--policy\", \"/etc/openshell/policy.yaml\", \"--status-dir\", \"/run/openshell\", \"--grace\", \"10s\", \"--ready-after\", \"100ms\", \"--child-env\", \"PAD\", \"--\"]\n"
         ),
     )
     .unwrap();
