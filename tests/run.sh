@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-log() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+log() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 
 log "installing test dependencies"
 # podman + runc (crun cannot run here), docker.io (dockerd 20.10), busybox-static and
@@ -90,8 +91,39 @@ cargo clippy --all-targets -- -D warnings
 log "cargo build --release"
 # The sandboxctl tests build their image (images/build.sh) from this release supervisor.
 cargo build --release
-log "cargo test"
-cargo test
-log "fuzzing the policy and status.json readers (bounded)"
-# Built with stable rustc (libFuzzer + SanitizerCoverage, no cargo-fuzz needed).
-bash fuzz/run.sh
+log "cargo test (three groups at once; each group's output follows when it ends)"
+# The engine and VM suites spend most of their time waiting on podman, docker and QEMU, so
+# they run beside the rest: the soak (tests/sandboxctl.rs) alone takes ~6 minutes.
+cargo test --no-run --quiet
+heavy=(sandboxctl sandboxctl_vm sandboxctl_kube kube_play)
+rest=(--lib --bins)
+for f in tests/*.rs; do
+    t=$(basename "$f" .rs)
+    [[ " ${heavy[*]} " == *" $t "* ]] || rest+=(--test "$t")
+done
+groups_dir=$(mktemp -d /tmp/openshell-tests.XXXXXX)
+group() {
+    local name=$1
+    shift
+    local rc=0
+    "$@" >"$groups_dir/$name.log" 2>&1 || rc=$?
+    echo "$rc" >"$groups_dir/$name.rc"
+}
+group engines cargo test --test sandboxctl &
+group vms_and_kube cargo test --test sandboxctl_vm --test sandboxctl_kube --test kube_play &
+# Fuzzing the policy and status.json readers for a bounded time, with stable rustc
+# (libFuzzer + SanitizerCoverage, no cargo-fuzz needed).
+group rest_and_fuzz sh -c 'cargo test "$@" && cargo test --doc && bash fuzz/run.sh' sh "${rest[@]}" &
+wait
+failed=()
+for name in rest_and_fuzz vms_and_kube engines; do
+    log "test group $name (exit $(cat "$groups_dir/$name.rc"))"
+    cat "$groups_dir/$name.log"
+    [[ "$(cat "$groups_dir/$name.rc")" == 0 ]] || failed+=("$name")
+done
+rm -rf "$groups_dir"
+if ((${#failed[@]})); then
+    log "FAILED: ${failed[*]}"
+    exit 1
+fi
+log "all tests passed"
