@@ -91,7 +91,7 @@ cargo clippy --all-targets -- -D warnings
 log "cargo build --release"
 # The sandboxctl tests build their image (images/build.sh) from this release supervisor.
 cargo build --release
-log "cargo test (three groups at once; each group's output follows when it ends)"
+log "cargo test (three groups at once, each line prefixed with its group)"
 # The engine and VM suites spend most of their time waiting on podman, docker and QEMU, so
 # they run beside the rest: the soak (tests/sandboxctl.rs) alone takes ~6 minutes.
 cargo test --no-run --quiet
@@ -102,12 +102,15 @@ for f in tests/*.rs; do
     [[ " ${heavy[*]} " == *" $t "* ]] || rest+=(--test "$t")
 done
 groups_dir=$(mktemp -d /tmp/openshell-tests.XXXXXX)
+# A group that hangs is killed after this long, so CI reports which one instead of running
+# out its own clock; the whole suite normally takes well under half of it.
+group_timeout=${OPENSHELL_TEST_GROUP_TIMEOUT:-25m}
 group() {
     local name=$1
     shift
     local rc=0
-    "$@" >"$groups_dir/$name.log" 2>&1 || rc=$?
-    echo "$rc" >"$groups_dir/$name.rc"
+    { timeout --kill-after=30s "$group_timeout" "$@" 2>&1 || rc=$?; echo "$rc" >"$groups_dir/$name.rc"; } |
+        sed -u "s/^/[$name] /"
 }
 group engines cargo test --test sandboxctl &
 group vms_and_kube cargo test --test sandboxctl_vm --test sandboxctl_kube --test kube_play &
@@ -117,9 +120,11 @@ group rest_and_fuzz sh -c 'cargo test "$@" && cargo test --doc && bash fuzz/run.
 wait
 failed=()
 for name in rest_and_fuzz vms_and_kube engines; do
-    log "test group $name (exit $(cat "$groups_dir/$name.rc"))"
-    cat "$groups_dir/$name.log"
-    [[ "$(cat "$groups_dir/$name.rc")" == 0 ]] || failed+=("$name")
+    rc=$(cat "$groups_dir/$name.rc" 2>/dev/null || echo lost)
+    note=
+    [[ "$rc" == 124 || "$rc" == 137 ]] && note=" (timed out after $group_timeout)"
+    log "test group $name: exit $rc$note"
+    [[ "$rc" == 0 ]] || failed+=("$name")
 done
 rm -rf "$groups_dir"
 if ((${#failed[@]})); then
