@@ -88,13 +88,24 @@ pub fn choose(
     Ok((accel, reason))
 }
 
+/// How long a killed probe guest gets to be reaped before it is left behind.
+const REAP_GRACE: Duration = Duration::from_secs(2);
+
 fn probe(image: &Path, m: &ImageManifest) -> (Accel, String) {
-    let kvm = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm");
-    if let Err(e) = kvm {
-        return (Accel::Tcg, format!("/dev/kvm cannot be opened ({e}): TCG"));
+    // Only stat and access(2) here, never open(2): on some hosts opening /dev/kvm, or the
+    // first KVM ioctl, blocks, and sandboxctl must not block with it. QEMU opens it, in a
+    // process of its own that can be abandoned.
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata("/dev/kvm") {
+        Ok(md) if md.file_type().is_char_device() => {}
+        Ok(_) => return (Accel::Tcg, "/dev/kvm is not a character device: TCG".into()),
+        Err(e) => return (Accel::Tcg, format!("/dev/kvm: {e}: TCG")),
+    }
+    if let Err(e) = nix::unistd::access(
+        "/dev/kvm",
+        nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
+    ) {
+        return (Accel::Tcg, format!("/dev/kvm is not usable ({e}): TCG"));
     }
     let mut cmd = Command::new(QEMU);
     cmd.args(["-nodefaults", "-no-user-config", "-display", "none"])
@@ -123,31 +134,74 @@ fn probe(image: &Path, m: &ImageManifest) -> (Accel, String) {
             )
         }
     };
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) if st.success() => {
-                return (
-                    Accel::Kvm,
-                    format!(
-                        "a KVM guest booted and powered off in {} ms",
-                        t0.elapsed().as_millis()
-                    ),
-                )
-            }
-            Ok(Some(st)) => return (Accel::Tcg, format!("a KVM guest failed ({st}): TCG")),
-            Ok(None) if t0.elapsed() >= PROBE_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return (
-                    Accel::Tcg,
-                    format!(
-                        "/dev/kvm opens but a KVM guest did not power off within {}s (nested virtualization?): TCG",
-                        PROBE_TIMEOUT.as_secs()
-                    ),
-                );
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return (Accel::Tcg, format!("KVM probe: {e}: TCG")),
+    match wait_until(&mut child, t0 + PROBE_TIMEOUT) {
+        Ok(Some(st)) if st.success() => (
+            Accel::Kvm,
+            format!(
+                "a KVM guest booted and powered off in {} ms",
+                t0.elapsed().as_millis()
+            ),
+        ),
+        Ok(Some(st)) => (Accel::Tcg, format!("a KVM guest failed ({st}): TCG")),
+        Ok(None) => {
+            let _ = child.kill();
+            // A process stuck in the kernel's KVM code may not die at once (or at all):
+            // give it a moment, then leave it rather than wait on it forever.
+            let reaped = matches!(
+                wait_until(&mut child, Instant::now() + REAP_GRACE),
+                Ok(Some(_))
+            );
+            (
+                Accel::Tcg,
+                format!(
+                    "/dev/kvm opens but a KVM guest did not power off within {}s (nested virtualization?){}: TCG",
+                    PROBE_TIMEOUT.as_secs(),
+                    if reaped {
+                        String::new()
+                    } else {
+                        format!("; the probe's QEMU (pid {}) did not die on SIGKILL", child.id())
+                    }
+                ),
+            )
         }
+        Err(e) => (Accel::Tcg, format!("KVM probe: {e}: TCG")),
+    }
+}
+
+/// `try_wait` until the child exits or `deadline` passes (`Ok(None)`); never blocks.
+fn wait_until(
+    child: &mut std::process::Child,
+    deadline: Instant,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Some(st));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_on_a_probe_never_outlasts_its_deadline() {
+        // A sleeping child stands in for a guest that hangs.
+        let mut hung = Command::new("sleep").arg("30").spawn().unwrap();
+        let t0 = Instant::now();
+        let r = wait_until(&mut hung, t0 + Duration::from_millis(200)).unwrap();
+        assert!(r.is_none(), "a running child reads as not exited");
+        assert!(t0.elapsed() < Duration::from_secs(5), "returned at the deadline");
+        hung.kill().unwrap();
+        let st = wait_until(&mut hung, Instant::now() + REAP_GRACE).unwrap();
+        assert!(st.is_some_and(|s| !s.success()), "a killed child is reaped");
+
+        let mut quick = Command::new("true").spawn().unwrap();
+        let st = wait_until(&mut quick, Instant::now() + Duration::from_secs(10)).unwrap();
+        assert!(st.is_some_and(|s| s.success()));
     }
 }
