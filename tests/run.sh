@@ -113,11 +113,15 @@ group() {
         sed -u "s/^/[$name] /"
 }
 group engines cargo test --test sandboxctl &
+pids=($!)
 group vms_and_kube cargo test --test sandboxctl_vm --test sandboxctl_kube --test kube_play &
+pids+=($!)
 # Fuzzing the policy and status.json readers for a bounded time, with stable rustc
 # (libFuzzer + SanitizerCoverage, no cargo-fuzz needed).
 group rest_and_fuzz sh -c 'cargo test "$@" && cargo test --doc && bash fuzz/run.sh' sh "${rest[@]}" &
-wait
+pids+=($!)
+# Wait for the groups only: a bare `wait` would also wait for the dockerd started above.
+wait "${pids[@]}"
 failed=()
 for name in rest_and_fuzz vms_and_kube engines; do
     rc=$(cat "$groups_dir/$name.rc" 2>/dev/null || echo lost)
