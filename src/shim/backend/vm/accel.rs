@@ -154,12 +154,15 @@ fn probe(image: &Path, m: &ImageManifest) -> (Accel, String) {
             (
                 Accel::Tcg,
                 format!(
-                    "/dev/kvm opens but a KVM guest did not power off within {}s (nested virtualization?){}: TCG",
+                    "a KVM guest did not power off within {}s (nested virtualization?){}: TCG",
                     PROBE_TIMEOUT.as_secs(),
                     if reaped {
                         String::new()
                     } else {
-                        format!("; the probe's QEMU (pid {}) did not die on SIGKILL", child.id())
+                        format!(
+                            "; the probe's QEMU (pid {}) did not die on SIGKILL",
+                            child.id()
+                        )
                     }
                 ),
             )
